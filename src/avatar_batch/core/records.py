@@ -1,0 +1,261 @@
+"""Frozen records passed between stages.
+
+Each stage returns one of these and takes others as input; none holds behaviour
+beyond small derived properties. Every default lives here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+# Live Avatar generates at 25 fps (spec §0.1); every renderer follows it so a
+# still fallback and a model render are interchangeable in the library.
+VIDEO_FPS = 25
+MODEL_SAMPLE_RATE_HZ = 16_000
+MASTER_SAMPLE_RATE_HZ = 48_000
+DEFAULT_LOUDNESS_LUFS = -16.0
+DEFAULT_TTS_RATE_WPM = 160
+
+
+# --- presets -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named render quality. `size` is an area written as the user writes it ("W*H")."""
+
+    name: str
+    size: str
+    sample_steps: int
+    frames_per_clip: int = 48
+
+
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        "quick": Preset("quick", "384*256", 3),
+        "standard": Preset("standard", "688*368", 4),
+        "high": Preset("high", "704*384", 4),
+    }
+)
+
+
+# --- the catalogue, as validated data ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who speaks: a portrait, a prompt template and a TTS voice per language."""
+
+    id: str
+    image_path: Path
+    prompt_path: Path
+    prompt_template: str
+    voices: Mapping[str, str]  # language -> TTS voice id
+    rate_wpm: int = DEFAULT_TTS_RATE_WPM
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One FAQ answer. Texts are keyed by language code."""
+
+    id: str
+    persona: str
+    department: str
+    question: Mapping[str, str]
+    answer: Mapping[str, str]
+    languages: tuple[str, ...]
+    audio: Mapping[str, Path] = field(default_factory=dict)  # language -> recording
+    preset: str | None = None
+    size: str | None = None
+    fallback_to_still: bool = True
+    line: int | None = None  # line in the catalogue file, for messages
+
+
+@dataclass(frozen=True)
+class CatalogueDefaults:
+    preset: str = "standard"
+    renderer: str = "still"
+    languages: tuple[str, ...] = ("en",)
+    persona: str | None = None
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+    seed: int = 420
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    path: Path
+    version: int
+    library_dir: Path  # resolved against the catalogue's folder
+    defaults: CatalogueDefaults
+    personas: Mapping[str, Persona]
+    entries: tuple[Entry, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+# --- settings and jobs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything that shapes the pixels besides the inputs. Part of the job id."""
+
+    renderer: str = "still"
+    preset: str = "standard"
+    size: str = "688*368"
+    sample_steps: int = 4
+    frames_per_clip: int = 48
+    seed: int = 420
+    num_clip: int | None = None
+    offload: str = "none"  # none | model
+    precision: str = "bf16"  # bf16 | fp8
+    weights_dir: str | None = None
+
+    def hashed_fields(self) -> dict[str, Any]:
+        """Fields that change the output. Offload and weights location do not;
+        the model identity (hash of the checkpoint) stands in for the location."""
+        data = asdict(self)
+        data.pop("offload")
+        data.pop("weights_dir")
+        return data
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    engine: str = "pyttsx3"
+    voice: str = "en-us"
+    rate_wpm: int = DEFAULT_TTS_RATE_WPM
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One (entry x language) render, with everything needed to do it."""
+
+    job_id: str
+    entry_id: str
+    language: str
+    persona: str
+    department: str
+    question: str
+    answer: str
+    image_path: Path
+    prompt: str
+    voice: VoiceSettings
+    audio_path: Path | None
+    settings: RenderSettings
+    fallback_to_still: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """A job's slot in the library: one current version per (entry, language)."""
+        return (self.entry_id, self.language)
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class SpeechTrack:
+    """Speech for one job: a loudness-normalised master for the mux and a
+    16 kHz mono copy for the model, plus one caption cue per sentence."""
+
+    master_wav: Path
+    model_wav: Path
+    duration_s: float
+    loudness_lufs: float
+    cues: tuple[Cue, ...]
+    captions_vtt: Path
+    captions_srt: Path
+    source: str  # "tts" | "recording"
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    job_id: str
+    image_path: Path
+    prompt: str
+    speech: SpeechTrack
+    settings: RenderSettings
+
+
+@dataclass(frozen=True)
+class VideoGeometry:
+    width_px: int
+    height_px: int
+    fps: int
+    num_frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+@dataclass(frozen=True)
+class MuxedVideo:
+    """A finished, probed MP4 with its poster, in a staging folder."""
+
+    video_path: Path
+    poster_path: Path
+    duration_s: float
+    width_px: int
+    height_px: int
+    fps: int
+    num_frames: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class LibraryItem:
+    """One manifest row. Paths are relative to the library root."""
+
+    job_id: str
+    entry_id: str
+    language: str
+    persona: str
+    department: str
+    question: str
+    answer: str
+    status: str  # completed | failed | fallback | retired
+    failure: str | None = None
+    video: str | None = None
+    poster: str | None = None
+    captions_vtt: str | None = None
+    captions_srt: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: int | None = None
+    render_s: float | None = None
+    renderer: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    loudness_lufs: float | None = None
+    telemetry: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["settings"] = dict(self.settings)
+        data["telemetry"] = dict(self.telemetry)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LibraryItem":
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["settings"] = dict(kwargs.get("settings") or {})
+        kwargs["telemetry"] = dict(kwargs.get("telemetry") or {})
+        return cls(**kwargs)
+
+
+ITEM_STATUSES = ("completed", "failed", "fallback", "retired")

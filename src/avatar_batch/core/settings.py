@@ -1,0 +1,120 @@
+"""Settings resolve once, here: defaults < catalogue < env AVATAR_BATCH_* < CLI flags.
+
+Nothing else reads the environment. `resolve_run_settings` returns the run-wide
+RenderSettings; `settings_for_entry` applies an entry's own preset/size override.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, Mapping
+
+from avatar_batch.core.errors import UsageError
+from avatar_batch.core.records import PRESETS, CatalogueDefaults, Entry, RenderSettings
+
+ENV_PREFIX = "AVATAR_BATCH_"
+RENDERERS = ("still", "liveavatar")
+OFFLOAD_MODES = ("none", "model")
+PRECISIONS = ("bf16", "fp8")
+SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[*xX]\s*(\d+)\s*$")
+
+# env var name (after the prefix) -> RenderSettings field and parser
+_ENV_FIELDS: Mapping[str, tuple[str, type]] = {
+    "RENDERER": ("renderer", str),
+    "PRESET": ("preset", str),
+    "SIZE": ("size", str),
+    "SAMPLE_STEPS": ("sample_steps", int),
+    "SEED": ("seed", int),
+    "NUM_CLIP": ("num_clip", int),
+    "OFFLOAD": ("offload", str),
+    "PRECISION": ("precision", str),
+    "WEIGHTS": ("weights_dir", str),
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"704*384" -> (704, 384). The product is what counts (the spec's §6.2)."""
+    match = SIZE_PATTERN.match(str(text))
+    if not match:
+        raise UsageError(f"size {text!r} is not WIDTH*HEIGHT, e.g. '704*384'")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width < 64 or height < 64:
+        raise UsageError(f"size {text!r} is too small: both sides must be at least 64 px")
+    return width, height
+
+
+def preset_fields(preset_name: str) -> dict[str, Any]:
+    if preset_name not in PRESETS:
+        raise UsageError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    return {
+        "preset": preset.name,
+        "size": preset.size,
+        "sample_steps": preset.sample_steps,
+        "frames_per_clip": preset.frames_per_clip,
+    }
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for suffix, (name, parse) in _ENV_FIELDS.items():
+        raw = env.get(ENV_PREFIX + suffix)
+        if raw is None or raw == "":
+            continue
+        try:
+            found[name] = parse(raw)
+        except ValueError as exc:
+            raise UsageError(f"{ENV_PREFIX}{suffix}={raw!r} is not a valid {parse.__name__}") from exc
+    return found
+
+
+def _layer(settings: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Apply one layer. A preset brings its size and steps unless the same
+    layer names them explicitly."""
+    layer = {k: v for k, v in overrides.items() if v is not None}
+    if "preset" in layer:
+        settings.update(preset_fields(layer["preset"]))
+    settings.update(layer)
+
+
+def resolve_run_settings(
+    defaults: CatalogueDefaults,
+    env: Mapping[str, str],
+    cli: Mapping[str, Any],
+) -> RenderSettings:
+    settings: dict[str, Any] = dict(RenderSettings().__dict__)
+    _layer(settings, {"preset": defaults.preset, "renderer": defaults.renderer, "seed": defaults.seed})
+    _layer(settings, env_overrides(env))
+    _layer(settings, cli)
+    resolved = RenderSettings(**settings)
+    check_settings(resolved)
+    return resolved
+
+
+def check_settings(settings: RenderSettings) -> None:
+    if settings.renderer not in RENDERERS:
+        raise UsageError(f"unknown renderer {settings.renderer!r}; choose one of {', '.join(RENDERERS)}")
+    if settings.offload not in OFFLOAD_MODES:
+        raise UsageError(f"unknown offload mode {settings.offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
+    if settings.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {settings.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    parse_size(settings.size)
+    if not 1 <= settings.sample_steps <= 4:
+        raise UsageError(f"sample_steps {settings.sample_steps} is outside 1..4 (one KV cache per step)")
+    if settings.frames_per_clip <= 0 or settings.frames_per_clip % 12:
+        raise UsageError(f"frames_per_clip {settings.frames_per_clip} is not a positive multiple of 12")
+    if settings.num_clip is not None and settings.num_clip < 1:
+        raise UsageError(f"num_clip {settings.num_clip} must be at least 1")
+
+
+def settings_for_entry(run: RenderSettings, entry: Entry, cli_fixed: frozenset[str] = frozenset()) -> RenderSettings:
+    """An entry's preset/size override, unless the user fixed that field on the
+    command line (a flag beats the catalogue)."""
+    settings = run
+    if entry.preset and "preset" not in cli_fixed and "size" not in cli_fixed:
+        settings = replace(settings, **preset_fields(entry.preset))
+    if entry.size and "size" not in cli_fixed:
+        settings = replace(settings, size=entry.size)
+    check_settings(settings)
+    return settings

@@ -1,0 +1,48 @@
+"""Shared fixtures: small real inputs made on the fly (no downloads)."""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_sine_wav(path: Path, duration_s: float = 1.0, rate_hz: int = 16_000, freq_hz: float = 220.0) -> Path:
+    t = np.arange(int(duration_s * rate_hz)) / rate_hz
+    envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)  # a syllable-like loudness wobble
+    samples = (0.3 * envelope * np.sin(2 * math.pi * freq_hz * t) * 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate_hz)
+        handle.writeframes(samples.tobytes())
+    return path
+
+
+def write_portrait(path: Path, size=(512, 640), colour=(200, 170, 150)) -> Path:
+    image = Image.new("RGB", size, (235, 240, 245))
+    w, h = size
+    pixels = np.asarray(image).copy()
+    yy, xx = np.mgrid[0:h, 0:w]
+    face = ((xx - w / 2) / (w * 0.22)) ** 2 + ((yy - h * 0.4) / (h * 0.25)) ** 2 <= 1
+    pixels[face] = colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def sine_wav(tmp_path: Path) -> Path:
+    return write_sine_wav(tmp_path / "speech_16k.wav")
+
+
+@pytest.fixture
+def portrait(tmp_path: Path) -> Path:
+    return write_portrait(tmp_path / "portrait.png")

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from avatar_batch.core.errors import UsageError
+from avatar_batch.core.records import CatalogueDefaults, Entry, RenderSettings
+from avatar_batch.core.settings import parse_size, resolve_run_settings, settings_for_entry
+
+
+def test_layers_apply_in_order_defaults_catalogue_env_cli():
+    defaults = CatalogueDefaults(preset="high", seed=1)
+    env = {"AVATAR_BATCH_SEED": "7", "AVATAR_BATCH_PRESET": "standard"}
+    settings = resolve_run_settings(defaults, env, {"seed": 9})
+    assert settings.preset == "standard" and settings.size == "688*368" and settings.sample_steps == 4
+    assert settings.seed == 9
+
+
+def test_preset_brings_size_and_steps_but_same_layer_size_wins():
+    settings = resolve_run_settings(CatalogueDefaults(), {}, {"preset": "quick", "size": "512*256"})
+    assert (settings.preset, settings.size, settings.sample_steps) == ("quick", "512*256", 3)
+
+
+@pytest.mark.parametrize(
+    "cli, message",
+    [
+        ({"preset": "ultra"}, "unknown preset 'ultra'"),
+        ({"renderer": "gpu"}, "unknown renderer"),
+        ({"size": "704x"}, "is not WIDTH*HEIGHT"),
+        ({"sample_steps": 5}, "outside 1..4"),
+        ({"offload": "disk"}, "unknown offload mode"),
+        ({"num_clip": 0}, "num_clip 0"),
+    ],
+)
+def test_bad_settings_are_usage_errors(cli, message):
+    with pytest.raises(UsageError, match=message.replace("*", r"\*")) as info:
+        resolve_run_settings(CatalogueDefaults(), {}, cli)
+    assert info.value.exit_code == 2
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(UsageError, match="AVATAR_BATCH_SEED"):
+        resolve_run_settings(CatalogueDefaults(), {"AVATAR_BATCH_SEED": "abc"}, {})
+
+
+def test_entry_override_unless_fixed_on_command_line():
+    run = resolve_run_settings(CatalogueDefaults(), {}, {})
+    entry = Entry("a", "p", "d", {"en": "q"}, {"en": "a"}, ("en",), preset="quick")
+    assert settings_for_entry(run, entry).preset == "quick"
+    assert settings_for_entry(run, entry, frozenset({"preset"})).preset == "standard"
+
+
+def test_parse_size_accepts_star_and_x():
+    assert parse_size("704*384") == (704, 384)
+    assert parse_size("384x256") == (384, 256)
+
+
+def test_hashed_fields_leave_out_where_weights_live():
+    a = RenderSettings(weights_dir="/a", offload="none").hashed_fields()
+    b = RenderSettings(weights_dir="/b", offload="model").hashed_fields()
+    assert a == b
