@@ -1,0 +1,62 @@
+"""The `avatar-batch` command line: parses flags, calls `batch`, prints for
+people, and maps typed errors to exit codes (see docs/architecture.md).
+
+The only module that prints. Heavy imports (torch) happen only inside the
+commands that need them, so `validate` and `plan` start quickly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from avatar_batch.core.errors import EXIT_OK, EXIT_PENDING, AvatarBatchError, CatalogueError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Render a talking-avatar FAQ video library from a YAML catalogue.",
+)
+library_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain a rendered library.")
+weights_app = typer.Typer(no_args_is_help=True, help="Live Avatar checkpoint folders: verify, manifest, tiny.")
+app.add_typer(library_app, name="library")
+app.add_typer(weights_app, name="weights")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def handled(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a typed error for people and exit with its code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CatalogueError as exc:
+            for problem in exc.problems:
+                colour = "red" if problem.severity == "error" else "yellow"
+                err.print(f"[{colour}]{problem.render()}[/]", markup=True, highlight=False)
+            count = sum(1 for p in exc.problems if p.severity == "error")
+            err.print(f"[red]{count} problem(s) in the catalogue; nothing was rendered.[/]")
+            raise typer.Exit(exc.exit_code)
+        except AvatarBatchError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code)
+
+    return wrapper
+
+
+def main() -> None:
+    app()
+
+
+# Commands register themselves on `app` when their modules are imported.
+from avatar_batch.cli import commands_doctor, commands_library, commands_render, commands_weights  # noqa: E402,F401

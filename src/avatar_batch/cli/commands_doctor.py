@@ -1,0 +1,59 @@
+"""`doctor`: is this machine ready to render?"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from avatar_batch import speech
+from avatar_batch.cli import app, handled, out
+from avatar_batch.core.errors import EXIT_OK, EXIT_UNAVAILABLE
+from avatar_batch.render import devices
+
+MIN_FREE_DISK_GIB = 2.0
+
+
+def _row(table: Table, check: str, ok: bool, detail: str) -> bool:
+    table.add_row(check, "[green]ok[/]" if ok else "[red]missing[/]", detail)
+    return ok
+
+
+@app.command()
+@handled
+def doctor(
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Also verify this checkpoint root."),
+    library: Path = typer.Option(Path("output"), "--library", help="Where disk space is checked."),
+) -> None:
+    """Check ffmpeg, TTS voices per language, disk space, GPUs and (optionally) weights."""
+    table = Table("check", "status", "detail")
+    good = True
+    for program in ("ffmpeg", "ffprobe", "espeak-ng"):
+        path = shutil.which(program)
+        good &= _row(table, program, path is not None, path or "apt-get install ffmpeg espeak-ng")
+    voices = speech.installed_voices()
+    by_language: dict[str, int] = {}
+    for langs in voices.values():
+        for lang in langs:
+            by_language[lang] = by_language.get(lang, 0) + 1
+    sample = ", ".join(f"{lang} ({n})" for lang, n in sorted(by_language.items())[:12])
+    good &= _row(table, "TTS voices", bool(voices), f"{len(voices)} voices; {sample}")
+    probe = library if library.exists() else Path.cwd()
+    free_gib = shutil.disk_usage(probe).free / 2**30
+    good &= _row(table, "disk", free_gib >= MIN_FREE_DISK_GIB, f"{free_gib:.1f} GiB free at {probe}")
+    version = devices.torch_version()
+    gpus = devices.accelerators()
+    gpu_text = "; ".join(f"{g.name} {g.memory_gib} GiB sm_{g.compute_capability}" for g in gpus)
+    table.add_row("torch", "ok" if version else "-", version or "not installed (only the still renderer works)")
+    table.add_row("GPU", "ok" if gpus else "-", gpu_text or "none (liveavatar runs on CPU only with the tiny model)")
+    if weights is not None:
+        from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
+
+        problems = verify_checkpoint(weights)
+        detail = "all files and tensors as expected" if not problems else f"{len(problems)} problem(s): run `avatar-batch weights verify`"
+        good &= _row(table, "weights", not problems, f"{weights}: {detail}")
+    out.print(table)
+    raise typer.Exit(EXIT_OK if good else EXIT_UNAVAILABLE)

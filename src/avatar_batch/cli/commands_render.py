@@ -1,0 +1,140 @@
+"""`render`, `validate`, `plan` and `doctor`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from avatar_batch import batch
+from avatar_batch.cli import app, err, handled, out
+from avatar_batch.cli.progress import PlainProgress, RichProgress
+from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING
+
+CatalogueArg = typer.Argument(..., help="Catalogue YAML file.", show_default=False)
+LibraryOpt = typer.Option(None, "--library", help="Library folder (default: the catalogue's `library`).")
+PresetOpt = typer.Option(None, "--preset", help="quick | standard | high.")
+RendererOpt = typer.Option(None, "--renderer", help="still | liveavatar.")
+SizeOpt = typer.Option(None, "--size", help="Pixel area as W*H, e.g. 704*384 (aspect follows the image).")
+StepsOpt = typer.Option(None, "--steps", help="Sampling steps, 1..4.")
+WeightsOpt = typer.Option(None, "--weights", help="Checkpoint root holding Wan2.2-S2V-14B/ and LiveAvatar/.")
+OffloadOpt = typer.Option(None, "--offload", help="none | model: park idle components on the CPU.")
+PrecisionOpt = typer.Option(None, "--precision", help="bf16 | fp8 DiT linears.")
+SeedOpt = typer.Option(None, "--seed", help="Noise seed.")
+NumClipOpt = typer.Option(None, "--num-clip", help="Cap on 48-frame clips per answer.")
+OnlyOpt = typer.Option(None, "--only", help="Render only this entry id (repeatable).")
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    names = {"steps": "sample_steps", "weights": "weights_dir"}
+    return {names.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in flags.items() if v is not None}
+
+
+def _options(catalogue: Path, library: Optional[Path], only: Optional[List[str]], force: bool, **flags: Any):
+    return batch.RunOptions(
+        catalogue_path=catalogue,
+        library_dir=library,
+        overrides=_overrides(**flags),
+        only=tuple(only or ()),
+        force=force,
+    )
+
+
+@app.command()
+@handled
+def render(
+    catalogue: Path = CatalogueArg,
+    library: Optional[Path] = LibraryOpt,
+    preset: Optional[str] = PresetOpt,
+    renderer: Optional[str] = RendererOpt,
+    size: Optional[str] = SizeOpt,
+    steps: Optional[int] = StepsOpt,
+    weights: Optional[Path] = WeightsOpt,
+    offload: Optional[str] = OffloadOpt,
+    precision: Optional[str] = PrecisionOpt,
+    seed: Optional[int] = SeedOpt,
+    num_clip: Optional[int] = NumClipOpt,
+    only: Optional[List[str]] = OnlyOpt,
+    force: bool = typer.Option(False, "--force", help="Re-render even what is up to date."),
+    plain: bool = typer.Option(False, "--plain", help="Plain log lines even on a terminal."),
+) -> None:
+    """Render every new or changed answer into the library (safe to run from cron)."""
+    options = _options(
+        catalogue, library, only, force, preset=preset, renderer=renderer, size=size, steps=steps,
+        weights=weights, offload=offload, precision=precision, seed=seed, num_clip=num_clip,
+    )
+    # cron and service managers stop jobs with SIGTERM: clean up as for Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if plain or not sys.stderr.isatty():
+        report = batch.render(options, PlainProgress())
+    else:
+        with RichProgress(err) as progress:
+            report = batch.render(options, progress)
+    done = sum(1 for job in report.jobs if job["status"] in ("completed", "fallback"))
+    err.print(
+        f"rendered {done}, failed {report.failed}, up to date {report.skipped}, retired {report.retired} "
+        f"→ {report.library}"
+    )
+    raise typer.Exit(EXIT_JOBS_FAILED if report.failed else EXIT_OK)
+
+
+@app.command()
+@handled
+def validate(catalogue: Path = CatalogueArg) -> None:
+    """Check a catalogue and every file it names; list every problem (exit 65 on errors)."""
+    loaded = batch.load(batch.RunOptions(catalogue_path=catalogue))
+    for warning in loaded.warnings:
+        err.print(f"[yellow]{warning}[/]", highlight=False)
+    languages = sorted({lang for entry in loaded.entries for lang in entry.languages})
+    out.print(
+        f"{catalogue}: OK — {len(loaded.entries)} entries, {len(loaded.personas)} personas, "
+        f"languages {', '.join(languages)}"
+    )
+
+
+@app.command()
+@handled
+def plan(
+    catalogue: Path = CatalogueArg,
+    library: Optional[Path] = LibraryOpt,
+    preset: Optional[str] = PresetOpt,
+    renderer: Optional[str] = RendererOpt,
+    size: Optional[str] = SizeOpt,
+    steps: Optional[int] = StepsOpt,
+    weights: Optional[Path] = WeightsOpt,
+    seed: Optional[int] = SeedOpt,
+    only: Optional[List[str]] = OnlyOpt,
+    force: bool = typer.Option(False, "--force"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Dry run: what would be rendered, skipped and retired. Exit 0 if nothing is pending, 2 if work is."""
+    options = _options(
+        catalogue, library, only, force, preset=preset, renderer=renderer, size=size, steps=steps,
+        weights=weights, seed=seed,
+    )
+    prepared = batch.prepare(options)
+    result = batch.make_plan(prepared, options)
+    summary = {
+        "library": str(prepared.library.root),
+        "to_render": [f"{j.entry_id}/{j.language}:{j.job_id}" for j in result.to_render],
+        "to_skip": len(result.to_skip),
+        "to_retire": [f"{i.entry_id}/{i.language}:{i.job_id}" for i in result.to_retire],
+        "estimated_video_s": round(result.estimated_video_s, 1),
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        for line in summary["to_render"]:
+            out.print(f"render  {line}", highlight=False)
+        for line in summary["to_retire"]:
+            out.print(f"retire  {line}", highlight=False)
+        out.print(
+            f"{len(result.to_render)} to render (~{summary['estimated_video_s']} s of video), "
+            f"{len(result.to_skip)} up to date, {len(result.to_retire)} to retire"
+        )
+    pending = bool(result.to_render or result.to_retire)
+    raise typer.Exit(EXIT_PENDING if pending else EXIT_OK)

@@ -1,0 +1,65 @@
+"""`weights manifest | tiny | verify`: checkpoint folders in the official layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from avatar_batch.cli import err, handled, out, weights_app
+from avatar_batch.core.errors import EXIT_OK, EXIT_UNAVAILABLE, UsageError
+
+
+def _config(name: str):
+    from avatar_batch.render.liveavatar.config import MODEL_CONFIGS
+
+    if name not in MODEL_CONFIGS:
+        raise UsageError(f"unknown config {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[name]
+
+
+@weights_app.command()
+@handled
+def manifest(
+    config: str = typer.Option("14b", "--config", help="14b | tiny"),
+    as_json: bool = typer.Option(False, "--json", help="Print the full tensor lists as JSON."),
+) -> None:
+    """The tensors the loader expects in each official file (official key spelling)."""
+    from avatar_batch.render.liveavatar.checkpoint import expected_manifest
+
+    data = expected_manifest(_config(config))
+    if as_json:
+        print(json.dumps(data))
+        return
+    for part, tensors in data.items():
+        out.print(f"{part}: {len(tensors)} tensors")
+
+
+@weights_app.command()
+@handled
+def tiny(
+    root: Path = typer.Argument(..., help="Folder to write (official layout).", show_default=False),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a complete tiny random checkpoint in the official layout (tests, CI, demos)."""
+    from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
+    from avatar_batch.render.liveavatar.config import CONFIG_TINY
+
+    write_tiny_checkpoint(root, CONFIG_TINY, seed=seed)
+    out.print(f"wrote a tiny checkpoint to {root}")
+
+
+@weights_app.command("verify")
+@handled
+def verify_weights(root: Path = typer.Argument(..., help="Checkpoint root.", show_default=False)) -> None:
+    """Check every file, header, key, shape and dtype without loading tensors."""
+    from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
+
+    problems = verify_checkpoint(root)
+    for problem in problems:
+        err.print(f"[red]{problem.render()}[/]", highlight=False)
+    if problems:
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    out.print(f"{root}: checkpoint verified")
+    raise typer.Exit(EXIT_OK)
