@@ -122,7 +122,9 @@ class Library:
             raise ValueError(f"commit takes a completed or fallback item, not {item.status!r}")
         items = self.items()  # fail on a damaged manifest before moving anything
         rel = job_folder_rel(item.entry_id, item.language, item.job_id)
-        item = replace(item, failure=None, created_at=item.created_at or iso_utc(self._clock()))
+        # A fallback row keeps why the model render failed; a completed row has no failure.
+        failure = item.failure if item.status == "fallback" else None
+        item = replace(item, failure=failure, created_at=item.created_at or iso_utc(self._clock()))
         built, item = folders.assemble(staged, item, files, rel)
         target = under(self.root, rel)
         folders.place(built, target)  # step 1
