@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from avatar_batch.core import proc
-from avatar_batch.core.errors import JobError, ToolError
+from avatar_batch.core.errors import JobError, ToolError, UnavailableError
 from avatar_batch.core.records import VoiceSettings
 from avatar_batch.speech import tts, tts_worker
 from avatar_batch.speech.audio import probe_audio
@@ -98,12 +98,27 @@ def test_output_that_does_not_decode_is_a_failure(tmp_path: Path, monkeypatch):
     assert "pyttsx3" in result.failures[0]
 
 
-def test_unknown_voice_names_the_voice_and_the_job(tmp_path: Path):
-    voice = VoiceSettings(voice="xx-nonexistent")
+def test_unknown_voice_is_refused_before_any_engine(tmp_path: Path, monkeypatch):
+    """pyttsx3 would quietly speak an unknown voice with its default one."""
+    monkeypatch.setattr(tts, "worker_argv", _hang)
+    with pytest.raises(UnavailableError) as caught:
+        tts.speak("Hello.", VoiceSettings(voice="xx-nonexistent"), tmp_path / "raw.wav", job_id="job-9", timeout_s=20)
+    message = str(caught.value)
+    assert "job-9" in message and "'xx-nonexistent'" in message and "espeak-ng --voices" in message
+    assert not (tmp_path / "raw.wav").exists()
+
+
+def test_engine_failure_names_the_voice_and_the_job(tmp_path: Path, monkeypatch):
+    def fail(voice, rate_wpm, text_file, out_wav):
+        return [sys.executable, "-c", "import sys; sys.exit('no audio device today')"]
+
+    monkeypatch.setattr(tts, "worker_argv", fail)
+    monkeypatch.setattr(tts, "espeak_argv", fail)
     with pytest.raises(ToolError) as caught:
-        tts.speak("Hello.", voice, tmp_path / "raw.wav", job_id="job-9")
-    assert "job-9" in str(caught.value) and "xx-nonexistent" in str(caught.value)
-    assert "espeak-ng --voices" in str(caught.value)
+        tts.speak("Hello.", EN, tmp_path / "raw.wav", job_id="job-9")
+    message = str(caught.value)
+    assert "job-9" in message and "'en-us'" in message
+    assert message.count("no audio device today") == 2  # each engine's stderr tail
 
 
 def test_espeak_engine_skips_pyttsx3(tmp_path: Path, monkeypatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from avatar_batch.speech import installed_voices
-from avatar_batch.speech.voices import parse_espeak_voices, voices_argv
+from avatar_batch.speech.voices import knows_voice, parse_espeak_voices, voices_argv
 
 ESPEAK_VOICES = """Pty Language       Age/Gender VoiceName          File                 Other Languages
  5  af              --/M      Afrikaans          gmw/af
@@ -36,3 +36,11 @@ def test_installed_voices_has_english_and_mandarin():
     voices = installed_voices()
     assert "en-us" in voices and "en" in voices["en-us"]
     assert "cmn" in voices and "zh" in voices["cmn"]
+
+
+def test_knows_voice_by_id_language_or_variant():
+    voices = parse_espeak_voices(ESPEAK_VOICES)
+    for known in ("en-us", "EN-US", "en", "zh", "cmn", "en-us+f3"):
+        assert knows_voice(known, voices), known
+    for unknown in ("xx", "de", "", "+f3"):
+        assert not knows_voice(unknown, voices), unknown

@@ -8,7 +8,7 @@ and public so their golden tests pin every flag. Imports only
 """
 
 from avatar_batch.mux.argv import encode_argv, poster_argv, poster_at_s, probe_argv
-from avatar_batch.mux.encode import POSTER_NAME, VIDEO_NAME, check_muxed, encode, frames_needed
+from avatar_batch.mux.encoder import POSTER_NAME, VIDEO_NAME, check_muxed, encode, frames_needed
 from avatar_batch.mux.probe import ProbeResult, parse_probe_json, probe
 
 __all__ = [

@@ -9,7 +9,9 @@ speaks the answer with a local TTS engine, then writes into `work_dir`:
    <= -1.5 dBTP first where needed; see `loudness`), for the mux;
 3. `speech_16k.wav`    - 16 kHz mono s16 from the master, for the model;
 4. `captions.vtt`, `captions.srt` - one cue per sentence;
-5. `speech.json`       - how it was made (engine, fallbacks, measurements).
+5. `speech.json`       - how it was made (source, TTS engine used and why
+   earlier engines failed, loudness measurements); with TTS also
+   `speech_raw_text.txt`, the text handed to the engine.
 
 Imports only `avatar_batch.core` and itself.
 """
@@ -73,7 +75,6 @@ def _raw_from_tts(job: JobSpec, raw: Path, timeout_s: float) -> dict:
 
 def _master(raw: Path, work_dir: Path, target: loudness.LoudnessTarget, what: str) -> dict:
     """Steps 2-3: the normalised master and the 16 kHz model copy."""
-    raw_info = audio.probe_audio(raw)
     master = work_dir / MASTER_WAV
     with atomic_path(master) as tmp:
         result = loudness.normalize(raw, tmp, target, what=what)
@@ -81,7 +82,6 @@ def _master(raw: Path, work_dir: Path, target: loudness.LoudnessTarget, what: st
         audio.to_model_rate(master, tmp, what=what)
         audio.probe_audio(tmp)
     return {
-        "raw_duration_s": raw_info.duration_s,
         "raw_loudness_lufs": result.source.integrated_lufs,
         "master_loudness_lufs": result.master.integrated_lufs,
         "master_true_peak_dbtp": result.master.true_peak_dbtp,

@@ -32,9 +32,14 @@ def _ffmpeg_head() -> list[str]:
 
 
 def decode_argv(src: Path, out: Path) -> list[str]:
-    """Any recording ffmpeg reads (wav/mp3/m4a/flac/ogg) -> 16-bit PCM WAV,
-    first audio stream only (an m4a may carry cover art as a video stream)."""
-    return [*_ffmpeg_head(), "-i", str(src), "-map", "0:a:0", "-vn", "-c:a", "pcm_s16le", "-f", "wav", str(out)]
+    """Any recording ffmpeg reads (wav/mp3/m4a/flac/ogg) -> mono 16-bit PCM WAV
+    at its own rate, first audio stream only (an m4a may carry cover art as a
+    video stream). Mono here, because loudness is measured before the master
+    is made and a stereo reading does not hold for the mono downmix."""
+    return [
+        *_ffmpeg_head(), "-i", str(src), "-map", "0:a:0", "-vn",
+        "-ac", "1", "-c:a", "pcm_s16le", "-f", "wav", str(out),
+    ]  # fmt: skip
 
 
 def model_rate_argv(master: Path, out: Path) -> list[str]:

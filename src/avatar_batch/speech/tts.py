@@ -5,8 +5,11 @@ Engines, in the order tried for each `VoiceSettings.engine`:
   line. pyttsx3 drives libespeak-ng underneath, so the fallback speaks with
   the same voice; it exists because the in-process driver can hang or fail.
 - "espeak-ng": the espeak-ng command line only.
-Every attempt runs under a timeout and its output must decode to more than
-zero seconds of audio. Knows nothing about loudness or captions.
+The voice must be one espeak-ng has: pyttsx3 quietly keeps its default voice
+when given an unknown one (a Chinese answer in an English voice), so the
+voice is checked against `espeak-ng --voices` before any engine runs. Every
+attempt runs under a timeout and its output must decode to more than zero
+seconds of audio. Knows nothing about loudness or captions.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from avatar_batch.core import proc
-from avatar_batch.core.errors import JobError, ToolError
+from avatar_batch.core.errors import JobError, ToolError, UnavailableError
 from avatar_batch.core.fsio import atomic_path, write_text_atomic
 from avatar_batch.core.records import VoiceSettings
 from avatar_batch.speech import audio
+from avatar_batch.speech.voices import installed_voices, knows_voice
 
 ENGINE_PYTTSX3 = "pyttsx3"
 ENGINE_ESPEAK = "espeak-ng"
@@ -65,6 +69,14 @@ def engines_for(voice: VoiceSettings, job_id: str) -> tuple[str, ...]:
     return ENGINE_ORDER[voice.engine]
 
 
+def check_voice(voice: VoiceSettings, job_id: str) -> None:
+    if not knows_voice(voice.voice, installed_voices()):
+        raise UnavailableError(
+            f"job {job_id}: TTS voice {voice.voice!r} is not installed. Fix: pick a voice id from "
+            "`espeak-ng --voices` (e.g. en-us, cmn) for this persona and language, or install it"
+        )
+
+
 def _attempt(engine: str, voice: VoiceSettings, text_file: Path, out_wav: Path, timeout_s: float) -> None:
     """One engine, one process; the WAV appears at `out_wav` only if it decodes."""
     label = f"{engine} TTS (voice {voice.voice!r})"
@@ -80,10 +92,12 @@ def speak(
     """Speak `text` into `out_wav`, trying the engines in order; ToolError if none works."""
     if not text.strip():
         raise JobError(f"job {job_id}: the answer text is empty, so there is nothing to speak")
+    engines = engines_for(voice, job_id)
+    check_voice(voice, job_id)
     text_file = out_wav.with_name(out_wav.stem + "_text.txt")
     write_text_atomic(text_file, text)
     failures: list[str] = []
-    for engine in engines_for(voice, job_id):
+    for engine in engines:
         try:
             _attempt(engine, voice, text_file, out_wav, timeout_s)
         except ToolError as exc:  # the next engine in the order is the designed fallback
@@ -92,6 +106,6 @@ def speak(
         return TtsResult(wav_path=out_wav, engine=engine, failures=tuple(failures))
     raise ToolError(
         f"job {job_id}: text-to-speech failed for voice {voice.voice!r} with every engine "
-        f"({', '.join(engines_for(voice, job_id))}). Fix: check the voice id against "
-        "`espeak-ng --voices` (or `avatar-batch doctor`).\n" + "\n".join(failures)
+        f"({', '.join(engines)}). Fix: run `avatar-batch doctor` to check the TTS tools.\n"
+        + "\n".join(failures)
     )

@@ -9,6 +9,7 @@ would load the speech library in-process. A voice id is what goes into
 from __future__ import annotations
 
 import re
+from typing import Mapping, Sequence
 
 from avatar_batch.core import proc
 
@@ -44,3 +45,10 @@ def installed_voices() -> dict[str, list[str]]:
     proc.require_program("espeak-ng", INSTALL_HINT)
     done = proc.run(voices_argv(), timeout_s=VOICES_TIMEOUT_S, what="espeak-ng --voices")
     return parse_espeak_voices(done.stdout.decode("utf-8", "replace"))
+
+
+def knows_voice(voice_id: str, voices: Mapping[str, Sequence[str]]) -> bool:
+    """Whether espeak-ng can speak `voice_id`: a voice id or a language one
+    speaks, case-insensitive, with an optional "+variant" (e.g. "en-us+f3")."""
+    name = voice_id.split("+", 1)[0].strip().lower()
+    return any(name == known.lower() or name in {lang.lower() for lang in langs} for known, langs in voices.items())

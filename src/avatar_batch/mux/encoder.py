@@ -13,6 +13,7 @@ differ from the geometry every other stage reports.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Iterable
@@ -56,25 +57,36 @@ def check_geometry(geometry: VideoGeometry) -> None:
         )
 
 
+def _stop(encoder: subprocess.Popen) -> None:
+    """Kill an encoder we are abandoning and reap it. Its stdin may already be a
+    broken pipe; closing that can only fail in the way we already know about."""
+    encoder.kill()
+    encoder.wait()
+    with contextlib.suppress(BrokenPipeError):
+        encoder.stdin.close()
+
+
 def _run_encoder(argv: list[str], frames: Iterable[np.ndarray], geometry: VideoGeometry, num_frames: int) -> None:
     """Steps 1-2: start ffmpeg, feed it, wait for it; ToolError with its stderr tail on failure."""
     encoder = proc.popen_writer(argv)
     stderr = StderrTail(encoder.stderr)
     try:
-        assert encoder.stdin is not None
-        with encoder.stdin:
-            feed_frames(encoder.stdin, frames, geometry, num_frames)
+        feed_frames(encoder.stdin, frames, geometry, num_frames)
+        encoder.stdin.close()  # EOF: ffmpeg flushes and writes the index
         returncode = encoder.wait(timeout=ENCODER_FINISH_TIMEOUT_S)
-    except (BrokenPipeError, subprocess.TimeoutExpired) as exc:
-        encoder.kill()
-        encoder.wait()
+    except BrokenPipeError as exc:
+        _stop(encoder)
         raise ToolError(
-            f"ffmpeg stopped before taking all {num_frames} frames ({type(exc).__name__}): "
-            f"{proc.stderr_tail(stderr.text())}"
+            f"ffmpeg stopped before taking all {num_frames} frames: {proc.stderr_tail(stderr.text())}"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        _stop(encoder)
+        raise ToolError(
+            f"ffmpeg took all {num_frames} frames but did not finish within "
+            f"{ENCODER_FINISH_TIMEOUT_S:.0f} s: {proc.stderr_tail(stderr.text())}"
         ) from exc
     except BaseException:
-        encoder.kill()  # our side failed (a bad frame, Ctrl-C): don't leave ffmpeg behind
-        encoder.wait()
+        _stop(encoder)  # our side failed (a bad frame, Ctrl-C): don't leave ffmpeg behind
         raise
     if returncode != 0:
         raise ToolError(f"ffmpeg encode failed with exit code {returncode}: {proc.stderr_tail(stderr.text())}")
