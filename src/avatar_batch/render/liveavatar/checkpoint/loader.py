@@ -1,0 +1,97 @@
+"""`load_dit(root, device=…)`: the causal S2V DiT from the official shards, LoRA merged.
+
+1. config.json -> `DiTConfig`; the module tree is built on the `meta` device
+   (no memory).
+2. The index and every shard header are checked against the tree's
+   state_dict (missing/extra keys, shapes, truncated shards) before a single
+   tensor is read; all problems are raised together as one `WeightsError`.
+3. Each shard is memory-mapped with `safe_open` and streamed tensor by tensor,
+   cast to the run dtype on the target device and put in place, so the host
+   never holds more than one tensor beyond the page cache.
+4. The LoRA is merged (fp32 arithmetic, once); RoPE needs no stored tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avatar_batch.core.errors import Problem, WeightsError
+from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
+from avatar_batch.render.liveavatar.checkpoint.manifest import DIT_DTYPE
+from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD, dit_problems, read_dit_config
+from avatar_batch.render.liveavatar.dit import PARITY, CausalS2VDiT, DiTNumerics
+from avatar_batch.render.liveavatar.lora import LORA_ALPHA, capped_problems, merge_lora
+
+
+def load_dit(
+    root: Path,
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype = torch.bfloat16,
+    lora: bool = True,
+    lora_alpha: float = LORA_ALPHA,
+    lora_rank: int | None = None,
+    numerics: DiTNumerics = PARITY,
+) -> CausalS2VDiT:
+    """The DiT of the checkpoint at `root` on `device` in `dtype`, in eval mode, without gradients.
+
+    The LoRA scale is lora_alpha / r, with r read from the file unless `lora_rank` is given."""
+    layout = CheckpointLayout.at(root)
+    config, problems = read_dit_config(layout.config_path)
+    if config is None:
+        problems = problems or [Problem(str(layout.config_path), "file is missing", fix=FIX_DOWNLOAD)]
+        raise WeightsError(f"no usable DiT config in {layout.dit_dir}", problems)
+    with torch.device("meta"):
+        model = CausalS2VDiT(config, numerics)
+    weight_map = _checked_weight_map(layout, model)
+    _stream_weights(model, layout, weight_map, torch.device(device), dtype)
+    if lora:
+        merge_lora(model, layout.lora_path, alpha=lora_alpha, rank=lora_rank)
+    return model.eval().requires_grad_(False)
+
+
+def _checked_weight_map(layout: CheckpointLayout, model: nn.Module) -> dict[str, str]:
+    if not layout.index_path.is_file():
+        raise WeightsError(f"DiT shard index missing in {layout.dit_dir}",
+                           [Problem(str(layout.index_path), "file is missing", fix=FIX_DOWNLOAD)])
+    expected = [[k, list(v.shape), DIT_DTYPE] for k, v in model.state_dict().items()]
+    errors = [p for p in dit_problems(layout, expected) if p.severity == "error"]
+    if errors:
+        message = f"DiT weights in {layout.dit_dir} do not match config.json ({len(errors)} problems)"
+        raise WeightsError(message, capped_problems(errors))
+    return json.loads(layout.index_path.read_text(encoding="utf-8"))["weight_map"]
+
+
+def _stream_weights(
+    model: nn.Module, layout: CheckpointLayout, weight_map: dict[str, str], device: torch.device, dtype: torch.dtype
+) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    by_shard: dict[str, list[str]] = defaultdict(list)
+    for key, shard in weight_map.items():
+        by_shard[shard].append(key)
+    for shard, keys in sorted(by_shard.items()):
+        path = layout.shard_path(shard)
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                for key in keys:
+                    _put(model, key, handle.get_tensor(key).to(device=device, dtype=dtype))
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"DiT shard {path} cannot be read: {exc}",
+                               [Problem(str(path), "unreadable shard", fix=FIX_DOWNLOAD)]) from exc
+    left = [name for name, p in model.named_parameters() if p.is_meta]
+    if left:  # unreachable after the key check; kept so a silent half-load is impossible
+        problems = [Problem(str(layout.index_path), "parameter not loaded", entry=k) for k in left]
+        raise WeightsError(f"{len(left)} DiT parameters were not loaded", capped_problems(problems))
+
+
+def _put(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
+    """Replace the meta parameter `key` by `tensor` (no copy)."""
+    owner_name, _, name = key.rpartition(".")
+    owner = model.get_submodule(owner_name) if owner_name else model
+    owner._parameters[name] = nn.Parameter(tensor, requires_grad=False)

@@ -1,0 +1,316 @@
+"""The causal speech-to-video DiT of Live Avatar (Wan2.2-S2V-14B + causal inference), spec §2.
+
+Parameter names equal the official checkpoint keys, so the released shards
+load with `strict=True`. There are no buffers: RoPE multipliers are computed
+per call for the positions in use.
+
+Two entry points, both under `torch.no_grad()`:
+
+* `prefill_sink(ref_latent, motion_latents, context, cond_cache)` runs the
+  reference + FramePack motion tokens through every layer at t = 0 (full
+  attention among themselves, text cross-attention, no audio) and stores each
+  layer's un-rotated keys and values in `cond_cache`. Its output is unused.
+* `denoise_block(block, context, step_cache, cond_cache)` runs the noisy
+  tokens of one block at one denoising step. Each layer writes its rotated keys
+  and values into `step_cache` (the cache of that step) and attends to the
+  written ring slots plus the sink keys, re-rotated with the reference placed
+  at `30 + max(0, f0 - (30 - sink_distance))` (spec §2.9). Returns the flow
+  velocity v = noise - x0 for the block's latents.
+
+Numerics follow the official bf16 run (autocast semantics), and with fp32
+weights reproduce the official fp32 outputs; see `DiTNumerics` for the two
+quirks kept by default. This module knows nothing of files, schedules or
+sampling loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avatar_batch.render.liveavatar.config import DiTConfig
+from avatar_batch.render.liveavatar.dit.attention import sdpa
+from avatar_batch.render.liveavatar.dit.audio import (
+    AUDIO_FRAMES_PER_LATENT,
+    AudioInjector,
+    CausalAudioEncoder,
+)
+from avatar_batch.render.liveavatar.dit.block import DiTBlock, SelfAttend
+from avatar_batch.render.liveavatar.dit.cache import (
+    DEFAULT_WINDOW_LATENT_FRAMES,
+    CacheShape,
+    CondCache,
+    StepCache,
+    TokenGrid,
+    allocate_cond_cache,
+    allocate_step_caches,
+)
+from avatar_batch.render.liveavatar.dit.embeddings import Head, linear_fp32, timestep_sinusoid, unpatchify
+from avatar_batch.render.liveavatar.dit.framepack import FramePacker, motion_positions
+from avatar_batch.render.liveavatar.dit.numerics import PARITY, DiTNumerics
+from avatar_batch.render.liveavatar.dit.rope import (
+    RopeMultipliers,
+    apply_rope,
+    block_positions,
+    grid_positions,
+    rope_multipliers,
+)
+
+# The sink's reference latent sits at time position 30 at prefill (spec §2.5).
+SINK_REF_TIME = 30
+LATENT_FRAMES_PER_BLOCK = 3
+# trainable_cond_mask rows: which kind of token (spec §2.2).
+NOISY, REFERENCE, MOTION = 0, 1, 2
+
+# Values the released model is built with and this implementation supports;
+# the official loader ignores several of them in config.json anyway (spec §12).
+_REQUIRED = {
+    "model_type": "s2v",
+    "patch_size": (1, 2, 2),
+    "window_size": (-1, -1),
+    "qk_norm": True,
+    "cross_attn_norm": True,
+    "enable_adain": True,
+    "adain_mode": "attn_norm",
+    "zero_timestep": True,
+    "enable_motioner": False,
+    "enable_tsm": False,
+    "trainable_token_pos_emb": False,
+    "enable_framepack": True,
+    "framepack_drop_mode": "padd",
+}
+
+
+@dataclass(frozen=True)
+class BlockInputs:
+    """One block at one denoising step, as the sampler sees it."""
+
+    latents: torch.Tensor  # (C, F, h, w) x_t of the block, F = 3 latent frames
+    timestep: float  # t_i in 0..1000, shared by the block's frames
+    audio: torch.Tensor  # (25, audio_dim, 4F) wav2vec2 hidden states of the block's video frames
+    first_frame: int  # f0: global latent-frame index of the block's first frame
+    sink_distance: int  # d: the reference sits d latent frames ahead once f0 >= 30 - d
+    cond_latents: torch.Tensor | None = None  # (C, F, h, w) pose latents; None = zeros (audio-only run)
+
+
+def check_supported(config: DiTConfig) -> None:
+    bad = [f"{k}={getattr(config, k)!r} (need {v!r})" for k, v in _REQUIRED.items() if getattr(config, k) != v]
+    layers = config.audio_inject_layers
+    if len(set(layers)) != len(layers) or any(not 0 <= i < config.num_layers for i in layers):
+        bad.append(f"audio_inject_layers={layers!r} (need distinct layer indices below num_layers={config.num_layers})")
+    if config.dim % config.num_heads or (config.dim // config.num_heads) % 2:
+        bad.append(f"dim={config.dim} with num_heads={config.num_heads} (need an even head dim)")
+    if bad:
+        raise ValueError("unsupported DiT config: " + "; ".join(bad))
+
+
+def rolled_reference_time(first_frame: int, sink_distance: int) -> int:
+    """Time position of the sink reference for a block starting at latent frame `first_frame`."""
+    if sink_distance < 0:
+        raise ValueError(f"sink_distance must be >= 0, got {sink_distance}")
+    return SINK_REF_TIME + max(0, first_frame - (SINK_REF_TIME - sink_distance))
+
+
+class CausalS2VDiT(nn.Module):
+    def __init__(self, config: DiTConfig, numerics: DiTNumerics = PARITY):
+        super().__init__()
+        check_supported(config)
+        self.config = config
+        self.numerics = numerics
+        dim, patch = config.dim, config.patch_size
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=patch, stride=patch)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, config.ffn_dim, config.num_heads, config.eps, numerics) for _ in range(config.num_layers)
+        )
+        self.head = Head(dim, config.out_dim, patch, config.eps)
+        self.cond_encoder = (
+            nn.Conv3d(config.cond_dim, dim, kernel_size=patch, stride=patch) if config.cond_dim > 0 else None
+        )
+        self.casual_audio_encoder = CausalAudioEncoder(config.audio_dim, dim, config.num_audio_token)
+        self.audio_injector = AudioInjector(dim, config.num_heads, len(config.audio_inject_layers), eps=1e-6)
+        self.trainable_cond_mask = nn.Embedding(3, dim)
+        self.frame_packer = FramePacker(config.in_dim, dim, use_newest=config.add_last_motion)
+        self._injector_of_layer = {layer: i for i, layer in enumerate(config.audio_inject_layers)}
+
+    # --- properties and cache allocation ------------------------------------------
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patch_embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.patch_embedding.weight.device
+
+    def cache_shape(self) -> CacheShape:
+        c = self.config
+        return CacheShape(c.num_layers, c.num_heads, c.head_dim, self.dtype, self.device)
+
+    def new_cond_cache(self, height_px: int, width_px: int) -> CondCache:
+        return allocate_cond_cache(self.cache_shape(), TokenGrid.from_pixels(height_px, width_px))
+
+    def new_step_caches(
+        self, height_px: int, width_px: int, num_steps: int, window_latent_frames: int = DEFAULT_WINDOW_LATENT_FRAMES
+    ) -> list[StepCache]:
+        grid = TokenGrid.from_pixels(height_px, width_px)
+        return allocate_step_caches(self.cache_shape(), grid, num_steps, window_latent_frames)
+
+    # --- entry points -------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed_text(self, text_states: torch.Tensor) -> torch.Tensor:
+        """T5 output (L, text_dim), L <= text_len real tokens -> context (1, text_len, dim).
+
+        Zero rows pad to text_len; they become non-zero vectors and are attended to (no mask)."""
+        length, width = text_states.shape
+        if length > self.config.text_len or width != self.config.text_dim:
+            limit = (self.config.text_len, self.config.text_dim)
+            raise ValueError(f"text states {tuple(text_states.shape)} do not fit {limit} (rows, width)")
+        padded = text_states.new_zeros(self.config.text_len, width)
+        padded[:length] = text_states
+        return self.text_embedding(padded[None].to(device=self.device, dtype=self.dtype))
+
+    @torch.no_grad()
+    def prefill_sink(
+        self, ref_latent: torch.Tensor, motion_latents: torch.Tensor, context: torch.Tensor, cond_cache: CondCache
+    ) -> None:
+        """ref_latent (C, 1, h, w); motion_latents (C, T, h, w), oldest first (the last 19 are used)."""
+        dtype, mask = self.dtype, self.trainable_cond_mask.weight
+        _, _, h, w = ref_latent.shape
+        grid = TokenGrid(h, w)
+        ref = self._patchify(self.patch_embedding, ref_latent) + mask[REFERENCE]
+        motion = self.frame_packer(motion_latents.to(device=self.device, dtype=dtype)) + mask[MOTION]
+        x = torch.cat([ref, motion], dim=1)  # (1, 2.5 * tokens per frame, dim)
+        positions = torch.cat(
+            [grid_positions([SINK_REF_TIME], range(grid.height), range(grid.width)), motion_positions(h, w)]
+        )
+        rope = self._rope(positions)
+        _, _, e0_zero = self._time_conditioning(0.0, LATENT_FRAMES_PER_BLOCK)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, e0_zero[:1], context, self._prefill_attend(layer, rope, cond_cache))
+        cond_cache.length_tokens = x.shape[1]
+        cond_cache.positions = positions
+        cond_cache.ref_tokens = ref.shape[1]
+
+    @torch.no_grad()
+    def denoise_block(
+        self, block: BlockInputs, context: torch.Tensor, step_cache: StepCache, cond_cache: CondCache
+    ) -> torch.Tensor:
+        """Flow velocity (C, F, h, w) in the model dtype for `block` at the step owning `step_cache`."""
+        _, frames, h, w = block.latents.shape
+        grid = TokenGrid(h, w)
+        self._check_block(block, grid, step_cache, cond_cache)
+        # 1. Conditioning: per-frame audio tokens, noisy tokens (+ pose), timestep modulation.
+        audio_global, audio_local = self._encode_audio(block.audio, frames)
+        x = self._noisy_tokens(block.latents, block.cond_latents)  # (1, F * tokens per frame, dim)
+        e, e0, _ = self._time_conditioning(block.timestep, frames)
+        # 2. Rotations: the block at its global frames, the sink with the reference rolled ahead.
+        rope = self._rope(block_positions(block.first_frame, frames, grid.height, grid.width))
+        cond_positions = cond_cache.positions.clone()
+        cond_positions[: cond_cache.ref_tokens, 0] = rolled_reference_time(block.first_frame, block.sink_distance)
+        cond_rope = self._rope(cond_positions)
+        # 3. The layers, each writing this block into the step cache; audio after the injection layers.
+        for layer, dit_block in enumerate(self.blocks):
+            attend = self._denoise_attend(layer, block.first_frame, rope, cond_rope, step_cache, cond_cache)
+            x = dit_block(x, e0, context, attend)
+            if layer in self._injector_of_layer:
+                x = self.audio_injector.inject(self._injector_of_layer[layer], x, audio_global, audio_local)
+        step_cache.commit(block.first_frame, x.shape[1])
+        # 4. Head per frame, then back to the latent grid.
+        out = self.head(x.reshape(frames, grid.tokens_per_frame, -1), e)  # (F, tokens, prod(patch) * C)
+        grid_shape = (frames, grid.height, grid.width)
+        return unpatchify(out.reshape(-1, out.shape[-1]), grid_shape, self.config.patch_size, self.config.out_dim)
+
+    # --- attention strategies handed to the blocks -----------------------------------
+
+    def _prefill_attend(self, layer: int, rope: RopeMultipliers, cond_cache: CondCache) -> SelfAttend:
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            cond_cache.store(layer, k, v)  # un-rotated: each denoising call rotates them itself
+            return sdpa(apply_rope(q, rope), apply_rope(k, rope), v)
+
+        return attend
+
+    def _denoise_attend(
+        self,
+        layer: int,
+        first_frame: int,
+        rope: RopeMultipliers,
+        cond_rope: RopeMultipliers,
+        step_cache: StepCache,
+        cond_cache: CondCache,
+    ) -> SelfAttend:
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            keys, values = step_cache.write_and_read(layer, first_frame, apply_rope(k, rope), v)
+            cond_k, cond_v = cond_cache.read(layer)
+            keys = torch.cat([keys, apply_rope(cond_k, cond_rope)], dim=1)
+            values = torch.cat([values, cond_v], dim=1)
+            return sdpa(apply_rope(q, rope), keys, values)
+
+        return attend
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _patchify(self, conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
+        """(C, F, h, w) -> (1, F * h/2 * w/2, dim) tokens in (frame, row, col) order."""
+        out = conv(latents[None].to(device=self.device, dtype=self.dtype))
+        return out.flatten(2).transpose(1, 2)
+
+    def _noisy_tokens(self, latents: torch.Tensor, cond_latents: torch.Tensor | None) -> torch.Tensor:
+        x = self._patchify(self.patch_embedding, latents)
+        if self.cond_encoder is not None:
+            # An audio-only run feeds all-zero pose latents (spec §2.8): only the bias remains.
+            cond = torch.zeros_like(latents) if cond_latents is None else cond_latents
+            x = x + self._patchify(self.cond_encoder, cond)
+        return x + self.trainable_cond_mask.weight[NOISY]
+
+    def _time_conditioning(self, timestep: float, frames: int) -> tuple[torch.Tensor, ...]:
+        """e (F, dim), e0 (F, 6, dim) at t and e0 (F, 6, dim) at t = 0, all fp32.
+
+        t and 0 go through the MLPs as one batch, like the official zero-timestep slot."""
+        # The official loop hands the timestep over as float32 before the float64 sinusoid.
+        t = torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32, device=self.device)
+        sinusoid = timestep_sinusoid(self.config.freq_dim, t).float()
+        e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], sinusoid)))
+        e0 = linear_fp32(self.time_projection[1], F.silu(e)).unflatten(1, (6, self.config.dim))
+        return e[:frames], e0[:frames], e0[frames:]
+
+    def _encode_audio(self, audio: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(25, audio_dim, 4F) -> global (F, dim), local (F, tokens+1, dim).
+
+        Each block is encoded alone: `motion_frames` copies of its first audio frame
+        stand in for history, and the outputs for that fake history are dropped."""
+        if audio.shape[-1] != AUDIO_FRAMES_PER_LATENT * frames:
+            need = AUDIO_FRAMES_PER_LATENT * frames
+            raise ValueError(f"a block of {frames} latent frames needs {need} audio frames, got {audio.shape[-1]}")
+        history = self.config.motion_frames
+        audio = audio.to(device=self.device)
+        feats = torch.cat([audio[..., :1].expand(*audio.shape[:-1], history), audio], dim=-1)[None]
+        glob, local = self.casual_audio_encoder(feats)
+        drop = (history + AUDIO_FRAMES_PER_LATENT - 1) // AUDIO_FRAMES_PER_LATENT  # latents of the history
+        glob, local = glob[0, drop:, 0], local[0, drop:]
+        if glob.shape[0] != frames:
+            raise ValueError(f"audio encoder gave {glob.shape[0]} steps for {frames} latent frames")
+        return glob, local
+
+    def _rope(self, positions: torch.Tensor) -> RopeMultipliers:
+        return rope_multipliers(
+            positions, self.config.head_dim, round_to_fp16=self.numerics.rope_fp16_multipliers, device=self.device
+        )
+
+    def _check_block(self, block: BlockInputs, grid: TokenGrid, step_cache: StepCache, cond_cache: CondCache) -> None:
+        if not cond_cache.is_filled:
+            raise ValueError("the cond cache is empty: call prefill_sink before denoise_block")
+        if cond_cache.ref_tokens != grid.tokens_per_frame or step_cache.tokens_per_frame != grid.tokens_per_frame:
+            raise ValueError(
+                f"block latents of {grid.latent_height}x{grid.latent_width} do not match the caches' geometry"
+            )
+        if block.first_frame < 0:
+            raise ValueError(f"first_frame must be >= 0, got {block.first_frame}")
