@@ -1,0 +1,192 @@
+"""Loads the Live Avatar networks once and turns one request into conditioning and frames.
+
+`LiveAvatarRunner` owns the DiT (resident for the run) and a `ComponentHost`
+with umT5, wav2vec2 and the VAE (placed by the offload mode). Per job:
+
+1. `plan_job`: video size from the preset area and the portrait's aspect,
+   clip count from the speech length (capped by `num_clip`), every model
+   limit checked (`UsageError`) - before any model loads or runs.
+2. `condition`: text, audio and portrait conditioning, once per job; the
+   portrait's latents are kept (on the CPU, a few MB) for later jobs with the
+   same picture and size, since a FAQ library reuses a handful of personas.
+3. `frames`: sink prefill, block sampling and streaming decode, pulled frame
+   by frame.
+
+Device: CUDA when available (bf16), else the CPU (fp32). Nothing here knows
+about the renderer protocol or the batch; `renderer.py` adapts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from avatar_batch.core.errors import UsageError
+from avatar_batch.core.records import RenderRequest
+from avatar_batch.render.geometry import size_for
+from avatar_batch.render.image import load_rgb
+from avatar_batch.render.liveavatar.audio_encoder import load_audio_encoder, load_speech_16k
+from avatar_batch.render.liveavatar.checkpoint import CheckpointLayout, load_dit
+from avatar_batch.render.liveavatar.conditioning import (
+    Conditioning,
+    audio_frames,
+    clips_for_speech,
+    motion_latents,
+    portrait_pixels,
+    reference_latent,
+    text_context,
+)
+from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
+from avatar_batch.render.liveavatar.memory import ComponentHost
+from avatar_batch.render.liveavatar.sampler import (
+    SamplerOptions,
+    SamplingPlan,
+    sample_blocks,
+    seeded_noise,
+    sink_distances,
+    stream_frames,
+)
+from avatar_batch.render.liveavatar.schedule import dmd_schedule
+from avatar_batch.render.liveavatar.telemetry import PhaseClock
+from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
+from avatar_batch.render.liveavatar.vae import Vae, load_vae
+
+PORTRAIT_CACHE_ENTRIES = 8
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def detect(cls, device: str | None = None) -> "Runtime":
+        """CUDA in bf16 when available (or asked for), else the CPU in fp32."""
+        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return cls(chosen, torch.bfloat16 if chosen.type == "cuda" else torch.float32)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    sampling: SamplingPlan
+    samples_16k: np.ndarray  # the speech, mono float32 in [-1, 1]
+
+
+def move_vae(vae: Vae, device: torch.device) -> Vae:
+    """A `Vae` on `device` (its latent statistics are made for one device)."""
+    return Vae(vae.model.to(device), vae.sizes, device, vae.dtype)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class LiveAvatarRunner:
+    def __init__(self, weights_dir: Path, runtime: Runtime):
+        self.layout = CheckpointLayout.at(Path(weights_dir))
+        self.runtime = runtime
+        self.dit = None
+        self.host: ComponentHost | None = None
+        self._portraits: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    # --- 1. plan (no model) ------------------------------------------------------------
+
+    def plan_job(self, request: RenderRequest) -> JobPlan:
+        settings = request.settings
+        image = load_rgb(request.image_path)
+        height_px, width_px = size_for(settings.size, image.height, image.width)
+        samples = load_speech_16k(request.speech.model_wav)
+        clips = clips_for_speech(len(samples), settings.frames_per_clip, settings.num_clip)
+        geometry = ClipGeometry(height_px, width_px, settings.frames_per_clip, clips)
+        check_geometry(geometry, settings.sample_steps)
+        return JobPlan(SamplingPlan(geometry, dmd_schedule(settings.sample_steps), settings.seed), samples)
+
+    # --- loading ------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self.dit is not None
+
+    def load(self, offload: str) -> None:
+        """Every network, once. Helpers load straight onto the device they wait on."""
+        if self.loaded:
+            return
+        device, dtype = self.runtime.device, self.runtime.dtype
+        host = ComponentHost(device, offload)
+        park = torch.device("cpu") if offload == "model" else device
+        ckpt = self.layout.dit_dir
+        host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park)
+        host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park)
+        host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=move_vae)
+        self.dit = load_dit(self.layout.root, device=device, dtype=dtype)
+        self.host = host
+
+    def use_offload(self, offload: str) -> None:
+        if self.host is not None and self.host.offload != offload:
+            self.host.set_offload(offload)
+
+    # --- 2. conditioning ---------------------------------------------------------------
+
+    def condition(
+        self, request: RenderRequest, plan: JobPlan, options: SamplerOptions, clock: PhaseClock
+    ) -> Conditioning:
+        dit, host, geometry = self.dit, self.host, plan.sampling.geometry
+        with clock.phase("text"), host.lend("text") as text_encoder:
+            context = text_context(text_encoder, dit, request.prompt)
+        with clock.phase("audio"), host.lend("audio") as audio_encoder:
+            audio = audio_frames(audio_encoder, plan.samples_16k, geometry.num_video_frames)
+        with clock.phase("reference"):
+            ref, motion = self._portrait_latents(request.image_path, geometry, options.pad_mode)
+        to_dit = {"device": dit.device, "dtype": dit.dtype}
+        return Conditioning(context, audio.to(**to_dit), ref.to(**to_dit), motion.to(**to_dit))
+
+    def _portrait_latents(self, image_path: Path, geometry: ClipGeometry, pad_mode: str):
+        key = (_file_digest(image_path), geometry.height_px, geometry.width_px, pad_mode, self.runtime.dtype)
+        if key not in self._portraits:
+            pixels = portrait_pixels(image_path, geometry.height_px, geometry.width_px, pad_mode)
+            with self.host.lend("vae") as vae:
+                latents = (reference_latent(vae, pixels).cpu(), motion_latents(vae, pixels).cpu())
+            self._portraits[key] = latents
+            while len(self._portraits) > PORTRAIT_CACHE_ENTRIES:
+                self._portraits.popitem(last=False)
+        self._portraits.move_to_end(key)
+        return self._portraits[key]
+
+    # --- 3. frames ---------------------------------------------------------------------
+
+    def frames(
+        self, cond: Conditioning, plan: JobPlan, options: SamplerOptions, clock: PhaseClock
+    ) -> Iterator[np.ndarray]:
+        """Every frame of the job's clips (48·N minus `drop_first_frames`), generated on demand.
+        The VAE stays on the compute device until the caller stops pulling."""
+        with self.host.lend("vae") as vae:
+            distances = sink_distances(plan.sampling.seed, options.sink_distance)
+            blocks = sample_blocks(self.dit, cond, plan.sampling, distances, seeded_noise(plan.sampling))
+            prime = cond.motion_latents[:, -options.decoder_prime_latents :]
+            yield from stream_frames(blocks, vae.stream_decoder(), prime, clock, options.drop_first_frames)
+
+    def close(self) -> None:
+        self.dit = None
+        if self.host is not None:
+            self.host.clear()
+        self.host = None
+        self._portraits.clear()
+
+
+def check_precision(precision: str, runtime: Runtime) -> None:
+    if precision == "fp8":
+        where = "on the CPU" if runtime.device.type == "cpu" else "yet"
+        raise UsageError(
+            f"precision 'fp8' is not available {where}: fp8 linears are a GPU feature of a later release; "
+            "use --precision bf16"
+        )

@@ -1,0 +1,192 @@
+"""The causal block sampler of Live Avatar (spec §6.4) and its streaming decode.
+
+Generation, per job (conditioning comes ready from `conditioning.py`):
+
+1. One sink prefill: the reference and motion latents fill the cond cache at t = 0.
+2. Per clip r: ONE noise tensor (16, latent_frames_per_clip, h, w) is drawn
+   from a `torch.Generator` seeded `seed + r`, always on the CPU in float32
+   and then cast to the model's dtype and device, so a CPU run and a GPU run
+   start from the same numbers. (The official script draws bf16 on a CUDA
+   generator; its numbers differ from any CPU draw, spec §12.)
+3. Per block b of the clip (3 latent frames, 12 video frames), all K Euler
+   steps run before the next block: step k uses step-cache k ("timestep
+   forcing", spec §0.2), `first_frame = 3·(r·B + b)`, the block's 12 audio
+   frames, and `x ← x + (σ_{k+1} − σ_k)·v` computed in fp32 and stored in the
+   model dtype, as the official loop does (a no-op round in fp32).
+4. The sink distance d of every denoising call is drawn from a dedicated
+   `random.Random(seed)` with `randint(4, 30)`, so a seed reproduces a video
+   (the official draw is unseeded, spec §2.9), or fixed by `SamplerOptions`.
+
+Lip sync. The official single-GPU path drops the first 3 decoded frames and
+muxes the audio from t = 0, so its picture runs 3 frames (120 ms) ahead of the
+sound (spec §0.11). Here the VAE stream decoder is primed with motion latents
+first, so every block decodes to exactly 12 frames that belong to the block's
+12 audio frames, and nothing is dropped: the stream is 48·N frames and frame
+k shows audio frame k from t = 0. `drop_first_frames=3` restores the official
+offset for comparisons.
+
+Streaming. Each finished block goes to the stream decoder at once and its 12
+frames leave as uint8 arrays before the next block is sampled; the caller
+pulls frames, so neither latents nor frames accumulate, however long the video.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import islice
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from avatar_batch.render.image import PAD_MODES
+from avatar_batch.render.liveavatar.conditioning import Conditioning
+from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT
+from avatar_batch.render.liveavatar.limits import LATENT_FRAMES_PER_BLOCK, VIDEO_FRAMES_PER_BLOCK, ClipGeometry
+from avatar_batch.render.liveavatar.schedule import Schedule
+from avatar_batch.render.liveavatar.telemetry import PhaseClock
+
+SINK_DISTANCE_RANGE = (4, 30)  # inclusive, the official randint bounds
+LATENT_CHANNELS = 16
+# The TPP path's stream decoder is primed with 7 motion latents (spec §5).
+DEFAULT_PRIME_LATENTS = 7
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """Choices of the Live Avatar renderer that are not part of `RenderSettings`.
+
+    sink_distance: None draws d per denoising call from `random.Random(seed)`;
+        an int in 4..30 fixes it for every call.
+    drop_first_frames: frames dropped at the start of the video; 0 keeps the
+        picture aligned with the sound, 3 reproduces the official 120 ms lead.
+    pad_mode: "cover" fills the frame (scales the portrait up just enough);
+        "black" reproduces the official black side bars (spec §0.6).
+    decoder_prime_latents: motion latents fed to the stream decoder before the
+        first block, so it starts from the portrait's context, as the TPP path does.
+    """
+
+    sink_distance: int | None = None
+    drop_first_frames: int = 0
+    pad_mode: str = "cover"
+    decoder_prime_latents: int = DEFAULT_PRIME_LATENTS
+
+    def __post_init__(self) -> None:
+        low, high = SINK_DISTANCE_RANGE
+        if self.sink_distance is not None and not low <= self.sink_distance <= high:
+            raise ValueError(f"sink_distance must be {low}..{high} or None, got {self.sink_distance}")
+        if self.drop_first_frames < 0:
+            raise ValueError(f"drop_first_frames must be >= 0, got {self.drop_first_frames}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+        if self.decoder_prime_latents < 1:
+            raise ValueError(f"decoder_prime_latents must be >= 1, got {self.decoder_prime_latents}")
+
+    def tag(self) -> str:
+        """Short text for the renderer identity; empty for the defaults."""
+        if self == SamplerOptions():
+            return ""
+        d = "rand" if self.sink_distance is None else str(self.sink_distance)
+        return f"d{d}-drop{self.drop_first_frames}-{self.pad_mode}-prime{self.decoder_prime_latents}"
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    geometry: ClipGeometry
+    schedule: Schedule
+    seed: int
+
+
+NoiseSource = Callable[[int], torch.Tensor]  # clip index -> (16, latent_frames_per_clip, h, w) fp32
+
+
+def sink_distances(seed: int, fixed: int | None = None) -> Iterator[int]:
+    """The sink distance of every denoising call, in call order (endless)."""
+    rng = random.Random(seed)
+    low, high = SINK_DISTANCE_RANGE
+    while True:
+        yield fixed if fixed is not None else rng.randint(low, high)
+
+
+def seeded_noise(plan: SamplingPlan) -> NoiseSource:
+    """Clip r's noise from a CPU generator seeded `seed + r`, fp32 (see step 2 above)."""
+    g = plan.geometry
+    shape = (LATENT_CHANNELS, g.latent_frames_per_clip, g.latent_height, g.latent_width)
+
+    def draw(clip: int) -> torch.Tensor:
+        generator = torch.Generator(device="cpu").manual_seed(plan.seed + clip)
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+    return draw
+
+
+def sample_blocks(
+    dit: CausalS2VDiT,
+    cond: Conditioning,
+    plan: SamplingPlan,
+    distances: Iterator[int],
+    noise: NoiseSource,
+) -> Iterator[torch.Tensor]:
+    """Denoised latents (16, 3, h, w) of each block in order, in the model dtype.
+
+    Caches live in this generator's frame only: closing it frees them."""
+    geometry, schedule = plan.geometry, plan.schedule
+    height_px, width_px = geometry.height_px, geometry.width_px
+    cond_cache = dit.new_cond_cache(height_px, width_px)
+    dit.prefill_sink(cond.ref_latent, cond.motion_latents, cond.context, cond_cache)
+    # The attention window is one clip of latent frames, as in the official loop.
+    step_caches = dit.new_step_caches(height_px, width_px, schedule.num_steps, geometry.latent_frames_per_clip)
+    for clip in range(geometry.num_clips):
+        clip_noise = noise(clip).to(device=dit.device, dtype=dit.dtype)  # (16, F_clip, h, w)
+        for block in range(geometry.blocks_per_clip):
+            index = clip * geometry.blocks_per_clip + block  # global block index
+            latents = clip_noise[:, LATENT_FRAMES_PER_BLOCK * block : LATENT_FRAMES_PER_BLOCK * (block + 1)]
+            audio = cond.audio[..., VIDEO_FRAMES_PER_BLOCK * index : VIDEO_FRAMES_PER_BLOCK * (index + 1)]
+            for step in range(schedule.num_steps):
+                inputs = BlockInputs(latents, schedule.timesteps[step], audio, LATENT_FRAMES_PER_BLOCK * index,
+                                     next(distances))
+                velocity = dit.denoise_block(inputs, cond.context, step_caches[step], cond_cache)
+                latents = (latents.float() + schedule.step_size(step) * velocity.float()).to(dit.dtype)
+            yield latents
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8, truncating as the official writer."""
+    scaled = (video[0].float().clamp(-1.0, 1.0) + 1.0) * 127.5
+    return scaled.to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+def stream_frames(
+    blocks: Iterable[torch.Tensor],
+    decoder,
+    prime_latents: torch.Tensor,
+    clock: PhaseClock,
+    drop_first_frames: int = 0,
+) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 frames, decoded block by block with `decoder` (a VAE
+    stream decoder) primed with `prime_latents` (16, n, h, w)."""
+    with clock.phase("decode"):
+        decoder.prime(prime_latents[None])
+    frames = _decoded(iter(blocks), decoder, clock)
+    try:
+        yield from islice(frames, drop_first_frames, None)
+    finally:
+        frames.close()
+
+
+def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
+    try:
+        while True:
+            with clock.phase("sampling"):
+                latents = next(blocks, None)
+            if latents is None:
+                return
+            with clock.phase("decode"):
+                frames = to_uint8_frames(decoder.decode_chunk(latents[None]))  # (12, H, W, 3)
+            del latents
+            yield from frames
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,70 @@
+"""Measurements of one Live Avatar job, reported by `FrameStream.telemetry()`.
+
+`PhaseClock` sums wall seconds per named phase (text, audio, reference
+encode, sampling, decode...); sampling and decode interleave block by block,
+so a phase may be entered many times. `job_telemetry` assembles the flat dict
+that goes into the library manifest. Knows nothing of models.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+# "sampling" includes the sink prefill, which runs when the first block is pulled.
+PHASES = ("load", "text", "audio", "reference", "sampling", "decode")
+
+
+@dataclass
+class PhaseClock:
+    """`synchronize` (e.g. torch.cuda.synchronize) runs at each phase boundary so
+    asynchronous GPU work is charged to the phase that queued it; None leaves the
+    GPU queue alone and only the phases' sum is exact."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    started_s: float = field(default_factory=time.perf_counter)
+    synchronize: Callable[[], None] | None = None
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if self.synchronize is not None:
+            self.synchronize()
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.synchronize is not None:
+                self.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
+
+    def get(self, name: str) -> float:
+        return self.seconds.get(name, 0.0)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started_s
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set of this process: ru_maxrss is KiB on Linux, bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def job_telemetry(clock: PhaseClock, *, frames: int, peak_gpu_gib: float, facts: dict[str, Any]) -> dict[str, Any]:
+    """Flat, JSON-ready telemetry. `generation_fps` counts frames per second of
+    sampling + decode only, so it compares runs without load or encoder time."""
+    generation_s = clock.get("sampling") + clock.get("decode")
+    data: dict[str, Any] = {
+        "render_s": round(clock.elapsed_s(), 3),
+        "frames": frames,
+        "generation_fps": round(frames / generation_s, 3) if generation_s > 0 else 0.0,
+        "peak_gpu_gib": round(peak_gpu_gib, 3),
+        "peak_rss_gib": round(peak_rss_gib(), 3),
+    }
+    data.update(facts)
+    data.update({f"{name}_s": round(clock.get(name), 3) for name in PHASES})
+    return data

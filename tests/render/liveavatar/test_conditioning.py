@@ -1,0 +1,159 @@
+"""Per-job conditioning: clip counts from the speech length (spec §3.3 table), the
+portrait in pixels, the reference and motion latents (spec §2.8, with the
+fixed-point shortcut checked against the official 365-frame encode), the text
+context (prompt only) and the per-frame audio features, on the tiny networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from avatar_batch.render.liveavatar.audio_encoder import load_audio_encoder, load_speech_16k
+from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
+from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
+from avatar_batch.render.liveavatar.conditioning import (
+    DIT_MOTION_LATENTS,
+    MOTION_PROBE_FRAMES,
+    OFFICIAL_MOTION_FRAMES,
+    audio_frames,
+    clips_for_speech,
+    motion_latents,
+    portrait_pixels,
+    reference_latent,
+    text_context,
+)
+from avatar_batch.render.liveavatar.config import CONFIG_TINY
+from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
+from avatar_batch.render.liveavatar.vae import load_vae
+from tests.conftest import write_portrait, write_sine_wav
+
+PX = 64
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights")).dit_dir
+
+
+@pytest.fixture(scope="module")
+def vae(ckpt_dir):
+    return load_vae(ckpt_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def pixels(tmp_path_factory) -> torch.Tensor:
+    path = write_portrait(tmp_path_factory.mktemp("img") / "p.png", size=(96, 120))
+    return portrait_pixels(path, PX, PX, "cover")
+
+
+# --- clip counts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "duration_s, clips", [(1.0, 1), (1.95, 2), (5.0, 3), (10.0, 6), (37.3, 20)]
+)  # spec §3.3 worked examples
+def test_clip_count_follows_the_speech_length(duration_s, clips):
+    assert clips_for_speech(round(duration_s * 16_000), 48) == clips
+
+
+def test_num_clip_caps_the_count():
+    assert clips_for_speech(10 * 16_000, 48, cap=2) == 2
+    assert clips_for_speech(1 * 16_000, 48, cap=5) == 1
+
+
+# --- the portrait ----------------------------------------------------------------------
+
+
+def test_portrait_pixels_cover_and_black_bars(tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.full((100, 300, 3), 200, dtype=np.uint8)).save(wide)
+    cover = portrait_pixels(wide, 128, 64, "cover")  # a tall frame from a wide picture
+    assert cover.shape == (3, 128, 64) and cover.dtype == torch.float32
+    assert cover.min() >= -1 and cover.max() <= 1
+    assert not (cover == -1).all(dim=0).any()  # filled edge to edge
+    tall = tmp_path / "tall.png"
+    Image.fromarray(np.full((300, 100, 3), 200, dtype=np.uint8)).save(tall)
+    black = portrait_pixels(tall, 64, 128, "black")  # resized by the short side: narrower than the frame
+    assert (black[:, :, 0] == -1).all() and (black[:, :, -1] == -1).all()  # official black side bars
+
+
+# --- VAE latents -----------------------------------------------------------------------
+
+
+def test_reference_latent_is_the_second_latent_of_five_copies(vae, pixels):
+    ref = reference_latent(vae, pixels)
+    assert ref.shape == (16, 1, PX // 8, PX // 8)
+    five = vae.encode(pixels[None, :, None].expand(1, 3, 5, PX, PX))
+    assert torch.equal(ref, five[0, :, 1:2])
+    assert not torch.equal(ref, five[0, :, 0:1])
+
+
+def test_motion_latents_equal_the_newest_of_the_official_365_frame_encode(vae, pixels):
+    ours = motion_latents(vae, pixels)
+    official = vae.encode(pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX))[0]
+    assert official.shape[1] == 92
+    assert ours.shape == (16, DIT_MOTION_LATENTS, PX // 8, PX // 8)
+    assert torch.equal(ours, official[:, -DIT_MOTION_LATENTS:])
+    # The 73-frame variant would not do: its newest 19 include the start-up transient.
+    short = vae.encode(pixels[None, :, None].expand(1, 3, 73, PX, PX))[0]
+    assert not torch.equal(short, official[:, -DIT_MOTION_LATENTS:])
+
+
+class ScriptedVae:
+    """Records the frame counts asked for; latents settle after `settle` latents or never."""
+
+    def __init__(self, settle: int | None):
+        self.settle, self.frames_asked = settle, []
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        frames = video.shape[2]
+        self.frames_asked.append(frames)
+        n = 1 + (frames - 1) // 4
+        index = torch.arange(n, dtype=torch.float32)
+        if self.settle is not None:
+            index = index.clamp(max=self.settle)
+        return index.view(1, 1, n, 1, 1).expand(1, 16, n, 2, 2).clone()
+
+
+def test_motion_uses_the_short_probe_once_the_encoder_settles():
+    vae = ScriptedVae(settle=20)
+    out = motion_latents(vae, torch.zeros(3, 16, 16))
+    assert vae.frames_asked == [MOTION_PROBE_FRAMES]
+    assert (out == 20).all() and out.shape[1] == DIT_MOTION_LATENTS
+
+
+def test_motion_falls_back_to_the_official_encode_when_the_probe_has_not_settled():
+    vae = ScriptedVae(settle=None)
+    out = motion_latents(vae, torch.zeros(3, 16, 16))
+    assert vae.frames_asked == [MOTION_PROBE_FRAMES, OFFICIAL_MOTION_FRAMES]
+    assert out[0, :, 0, 0].tolist() == list(range(92 - 19, 92))
+
+
+# --- text and audio --------------------------------------------------------------------
+
+
+def test_text_context_encodes_only_the_prompt(ckpt_dir, monkeypatch):
+    encoder = load_text_encoder(ckpt_dir, device="cpu", dtype=torch.float32)
+    dit = random_dit(CONFIG_TINY.dit)
+    asked: list[list[str]] = []
+    real_encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts: asked.append(list(texts)) or real_encode(texts))
+    context = text_context(encoder, dit, "A doctor explains where to register.")
+    assert asked == [["A doctor explains where to register."]]  # no negative prompt pass
+    assert context.shape == (1, CONFIG_TINY.dit.text_len, CONFIG_TINY.dit.dim)
+    expected = dit.embed_text(real_encode(["A doctor explains where to register."])[0])
+    assert torch.equal(context, expected)
+
+
+def test_audio_frames_follow_the_speech_and_are_silent_after_it(ckpt_dir, tmp_path):
+    encoder = load_audio_encoder(ckpt_dir, device="cpu", dtype=torch.float32)
+    samples = load_speech_16k(write_sine_wav(tmp_path / "s.wav", duration_s=1.0))
+    frames = audio_frames(encoder, samples, 48)
+    assert frames.shape == (25, CONFIG_TINY.audio.hidden_size, 48)
+    # 1 s: T_a = 49, N30 = 29; frame k reads 30 Hz index round(1.2 k), so k <= 23 has speech.
+    assert frames[..., :24].abs().amax(dim=(0, 1)).min() > 0
+    assert (frames[..., 24:] == 0).all()

@@ -1,0 +1,308 @@
+"""The `liveavatar` renderer end to end on the tiny checkpoint (CPU, fp32, 128x128 px).
+
+Covers identity and weight errors, limits before model work, frame counts
+(48 per clip, trimmed to the speech), seeds, one load per run, offload modes,
+the out-of-memory path, the OOM ladder, telemetry and flat memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avatar_batch.core.errors import OutOfMemoryError, UnavailableError, UsageError, WeightsError
+from avatar_batch.core.records import RenderRequest, RenderSettings, SpeechTrack
+from avatar_batch.render import open_renderer
+from avatar_batch.render.liveavatar import memory, runner as runner_module
+from avatar_batch.render.liveavatar.checkpoint import model_identity, write_tiny_checkpoint
+from avatar_batch.render.liveavatar.memory import ComponentHost
+from avatar_batch.render.liveavatar.renderer import RUNNER_VERSION, LiveAvatarRenderer, ladder
+from avatar_batch.render.liveavatar.sampler import SamplerOptions
+from tests.conftest import write_portrait, write_sine_wav
+
+PX = 128
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("weights")
+    write_tiny_checkpoint(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    write_portrait(folder / "portrait.png", size=(PX, PX))
+    write_portrait(folder / "wide.png", size=(1280, 720))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def settings(weights) -> RenderSettings:
+    return RenderSettings(renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=2, weights_dir=str(weights))
+
+
+@pytest.fixture(scope="module")
+def renderer(settings):
+    rendered = open_renderer(settings)
+    yield rendered
+    rendered.close()
+
+
+def request_for(files: Path, settings: RenderSettings, duration_s: float, image: str = "portrait.png"):
+    wav = files / f"speech_{duration_s:.2f}.wav"
+    if not wav.exists():
+        write_sine_wav(wav, duration_s=duration_s)
+    speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "tts")
+    return RenderRequest("job", files / image, "A doctor answers a question.", speech, settings)
+
+
+def render(renderer, request) -> tuple[list[np.ndarray], object]:
+    stream = renderer.start(request)
+    return list(stream), stream
+
+
+# --- identity and weights -----------------------------------------------------------------
+
+
+def test_identity_is_cheap_and_names_the_weights(settings, weights):
+    fresh = LiveAvatarRenderer(settings)
+    identity = fresh.identity()
+    assert identity == f"{RUNNER_VERSION}:{model_identity(weights)}"
+    assert fresh._runner is None  # nothing loaded
+    assert LiveAvatarRenderer(settings, SamplerOptions(drop_first_frames=3)).identity() != identity
+
+
+def test_missing_weights_are_reported_clearly(settings, tmp_path):
+    with pytest.raises(UnavailableError, match="--weights"):
+        LiveAvatarRenderer(replace(settings, weights_dir=None)).identity()
+    with pytest.raises(UnavailableError, match="does not exist"):
+        LiveAvatarRenderer(replace(settings, weights_dir=str(tmp_path / "nowhere"))).identity()
+    with pytest.raises(WeightsError):
+        LiveAvatarRenderer(replace(settings, weights_dir=str(tmp_path))).identity()
+
+
+def test_fp8_on_the_cpu_is_a_usage_error(settings, files):
+    fp8 = replace(settings, precision="fp8")
+    with pytest.raises(UsageError, match="fp8"):
+        LiveAvatarRenderer(fp8).identity()
+    with pytest.raises(UsageError, match="fp8"):
+        LiveAvatarRenderer(fp8).start(request_for(files, fp8, 1.0))
+
+
+# --- limits ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, image, message",
+    [
+        ({"size": "1280*720"}, "wide.png", "286,720"),
+        ({"frames_per_clip": 40}, "portrait.png", "multiple of 12"),
+        ({"sample_steps": 5}, "portrait.png", "1..4"),
+    ],
+)
+def test_limits_fail_before_any_model_work(settings, files, change, image, message):
+    bad = replace(settings, **change)
+    fresh = LiveAvatarRenderer(bad)
+    with pytest.raises(UsageError, match=message):
+        fresh.start(request_for(files, bad, 1.0, image))
+    assert not fresh._runner.loaded
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("duration_s, clips, frames", [(1.0, 1, 25), (1.95, 2, 49)])
+def test_frames_follow_the_speech(renderer, settings, files, duration_s, clips, frames):
+    pulled, stream = render(renderer, request_for(files, settings, duration_s))
+    assert stream.geometry.num_frames == frames and stream.geometry.fps == 25
+    assert (stream.geometry.width_px, stream.geometry.height_px) == (PX, PX)
+    assert len(pulled) == frames
+    assert all(f.shape == (PX, PX, 3) and f.dtype == np.uint8 for f in pulled)
+    assert stream.telemetry()["num_clips"] == clips
+
+
+def test_clips_decode_to_48_frames_each_with_none_dropped(renderer, settings, files):
+    request = request_for(files, settings, 1.95)
+    renderer.start(request)  # makes sure the runner is loaded
+    run = renderer._runner
+    plan = run.plan_job(request)
+    clock = runner_module.PhaseClock()
+    cond = run.condition(request, plan, SamplerOptions(), clock)
+    every = list(run.frames(cond, plan, SamplerOptions(), clock))
+    assert plan.sampling.geometry.num_clips == 2
+    assert len(every) == 96
+    trimmed, _ = render(renderer, request)
+    assert all(np.array_equal(a, b) for a, b in zip(trimmed, every))
+
+
+def test_seed_reproduces_and_changes_the_video(renderer, settings, files):
+    first, _ = render(renderer, request_for(files, settings, 1.0))
+    again, _ = render(renderer, request_for(files, settings, 1.0))
+    other, _ = render(renderer, request_for(files, replace(settings, seed=421), 1.0))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(np.stack(first), np.stack(other))
+
+
+def test_offload_model_gives_the_same_frames(renderer, settings, files):
+    base, _ = render(renderer, request_for(files, settings, 1.0))
+    offloaded, stream = render(renderer, request_for(files, replace(settings, offload="model"), 1.0))
+    assert stream.telemetry()["offload"] == "model"
+    assert all(np.array_equal(a, b) for a, b in zip(base, offloaded))
+
+
+def test_one_load_serves_every_job(settings, files, monkeypatch):
+    loads = []
+    real_load = runner_module.load_dit
+    monkeypatch.setattr(runner_module, "load_dit", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    fresh = LiveAvatarRenderer(settings)
+    first = fresh.start(request_for(files, settings, 1.0))
+    list(first)
+    second = fresh.start(request_for(files, settings, 1.0))
+    list(second)
+    assert len(loads) == 1
+    assert first.telemetry()["load_s"] > 0 and second.telemetry()["load_s"] == 0
+    assert second.telemetry()["reference_s"] < first.telemetry()["reference_s"]  # portrait latents reused
+    fresh.close()
+
+
+def test_telemetry_describes_the_render(renderer, settings, files, weights):
+    _, stream = render(renderer, request_for(files, settings, 1.0))
+    data = stream.telemetry()
+    assert data["frames"] == 25 and data["width"] == PX and data["height"] == PX
+    assert data["device"] == "cpu" and data["dtype"] == "float32" and data["peak_gpu_gib"] == 0.0
+    assert data["model_identity"].endswith(model_identity(weights))
+    assert data["sample_steps"] == 2 and data["size"] == f"{PX}*{PX}" and data["num_clips"] == 1
+    assert data["generation_fps"] > 0 and data["peak_rss_gib"] > 0 and data["render_s"] > 0
+    for phase in ("text", "audio", "sampling", "decode"):
+        assert data[f"{phase}_s"] > 0, phase
+
+
+# --- out of memory -----------------------------------------------------------------------
+
+
+def _cuda_oom(*_args, **_kwargs):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_while_sampling_frees_the_job_and_raises(renderer, settings, files, monkeypatch):
+    request = request_for(files, settings, 1.95)
+    list(renderer.start(request))  # loaded and warm
+    dit = renderer._runner.dit
+    caches: list[weakref.ref] = []
+    real_new_caches, real_denoise = dit.new_step_caches, dit.denoise_block
+    calls = []
+
+    def new_step_caches(*args, **kwargs):
+        made = real_new_caches(*args, **kwargs)
+        caches.extend(weakref.ref(c) for c in made)
+        return made
+
+    def denoise_block(*args, **kwargs):
+        calls.append(1)
+        return _cuda_oom() if len(calls) == 5 else real_denoise(*args, **kwargs)
+
+    emptied = []
+    monkeypatch.setattr(dit, "new_step_caches", new_step_caches)
+    monkeypatch.setattr(dit, "denoise_block", denoise_block)
+    monkeypatch.setattr(memory.torch.cuda, "empty_cache", lambda: emptied.append(1))
+    stream = renderer.start(request)
+    with pytest.raises(OutOfMemoryError, match="out of accelerator memory") as caught:
+        list(stream)
+    gc.collect()
+    assert caches and all(ref() is None for ref in caches)  # freed even while the error is held
+    assert emptied
+    assert isinstance(caught.value, OutOfMemoryError)
+    monkeypatch.undo()
+    assert len(list(renderer.start(request))) == 49  # the renderer is still usable
+
+
+def test_out_of_memory_while_conditioning_raises(renderer, settings, files, monkeypatch):
+    list(renderer.start(request_for(files, settings, 1.0)))
+    with renderer._runner.host.lend("text") as text_encoder:
+        monkeypatch.setattr(text_encoder, "encode", _cuda_oom)
+    with pytest.raises(OutOfMemoryError, match="conditioning"):
+        renderer.start(request_for(files, settings, 1.0))
+
+
+def test_ladder_offloads_then_steps_down_the_presets():
+    high = RenderSettings(renderer="liveavatar", preset="high", size="704*384", sample_steps=4)
+    rungs = ladder(high)
+    assert [(r.offload, r.preset, r.size, r.sample_steps) for r in rungs] == [
+        ("model", "high", "704*384", 4),
+        ("model", "standard", "688*368", 4),
+        ("model", "quick", "384*256", 3),
+    ]
+    assert ladder(replace(high, preset="quick", size="384*256", offload="model")) == []
+    assert [r.preset for r in LiveAvatarRenderer.ladder(replace(high, preset="standard", size="688*368"))] == [
+        "standard", "quick"
+    ]
+
+
+# --- placement ---------------------------------------------------------------------------
+
+
+@dataclass
+class Placed:
+    device: torch.device
+
+
+def test_component_host_parks_and_lends():
+    moves = []
+
+    def mover(component, device):
+        moves.append(device.type)
+        return Placed(device)
+
+    meta = torch.device("meta")  # stands in for the GPU
+    offloaded = ComponentHost(meta, offload="model")
+    offloaded.add("t5", Placed(torch.device("cpu")), torch.device("cpu"), mover)
+    assert offloaded.device_of("t5").type == "cpu" and moves == []
+    with offloaded.lend("t5") as lent:
+        assert lent.device.type == "meta"
+    assert offloaded.device_of("t5").type == "cpu" and moves == ["meta", "cpu"]
+    resident = ComponentHost(meta, offload="none")
+    resident.add("t5", Placed(torch.device("cpu")), torch.device("cpu"), mover)
+    with resident.lend("t5") as lent:
+        assert lent.device.type == "meta"
+    assert resident.device_of("t5").type == "meta"
+    resident.set_offload("model")
+    assert resident.device_of("t5").type == "cpu"
+    with pytest.raises(UsageError):
+        resident.set_offload("block")
+
+
+# --- memory stays flat -------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+def _peak_rss_while_pulling(renderer, request) -> tuple[int, int]:
+    gc.collect()
+    peak, frames = _rss_bytes(), 0
+    for _ in renderer.start(request):
+        frames += 1
+        peak = max(peak, _rss_bytes())
+    return peak, frames
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
+def test_memory_does_not_grow_with_the_number_of_clips(renderer, settings, files):
+    """Resident memory sampled at every frame: a 14 s answer (8 clips, 350 frames)
+    must peak no higher than a 2 s one. Keeping the frames (49 KB each) or the
+    decoded blocks (2.4 MB each) would add 17 MB or more."""
+    _peak_rss_while_pulling(renderer, request_for(files, settings, 2.0))  # warm allocator and caches
+    short_peak, short_frames = _peak_rss_while_pulling(renderer, request_for(files, settings, 2.0))
+    long_peak, long_frames = _peak_rss_while_pulling(renderer, request_for(files, settings, 14.0))
+    assert (short_frames, long_frames) == (50, 350)
+    assert long_peak - short_peak < 8 * 2**20, (short_peak, long_peak)
