@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,9 @@ from avatar_batch.render.liveavatar.conditioning import Conditioning, motion_lat
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY, VaeSizes
 from avatar_batch.render.liveavatar.cpu_fast_paths import use_cpu_fast_paths
 from avatar_batch.render.liveavatar.dit import CausalS2VDiT
+from avatar_batch.render.liveavatar.dit.compiled import compile_blocks, compile_stats
+from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
+from avatar_batch.render.liveavatar.dit.rope import apply_rope
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
 from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances, stream_frames
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
@@ -50,12 +52,20 @@ PRIME_LATENTS = 7
 class Case:
     size: str
     steps: int
-    variant: str = "default"
+    precision: str = "bf16"
 
     @classmethod
     def parse(cls, text: str) -> "Case":
         parts = text.split(":")
-        return cls(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "default")
+        return cls(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "bf16")
+
+
+def recorded(blocks, keep: list, limit: int):
+    """Pass blocks through, keeping a CPU copy of the first `limit` (for fp8 error)."""
+    for latents in blocks:
+        if len(keep) < limit:
+            keep.append(latents.float().cpu())
+        yield latents
 
 
 def random_init_(module: torch.nn.Module, seed: int) -> None:
@@ -111,14 +121,6 @@ class Encoder:
             self.process.wait()
 
 
-def variant_context(variant: str):
-    if variant == "cudnn":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        return sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])
-    return nullcontext()
-
-
 def conditioning(dit, vae, geometry: ClipGeometry, device, dtype) -> Conditioning:
     gen = torch.Generator(device="cpu").manual_seed(7)
     states = torch.randn(TEXT_TOKENS, dit.config.text_dim, generator=gen)
@@ -130,8 +132,9 @@ def conditioning(dit, vae, geometry: ClipGeometry, device, dtype) -> Conditionin
     )
 
 
-def run_case(case: Case, dit, vae, clips: int, device, dtype) -> dict:
+def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list) -> dict:
     started = time.perf_counter()
+    compiled = dit.rotate is not apply_rope
     on_gpu = device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -143,18 +146,17 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype) -> dict:
     clock = PhaseClock(synchronize=torch.cuda.synchronize if on_gpu else None)
     encoder = Encoder(width, height, Path("/tmp") / f"bench-{width}x{height}.mp4")
     clip_done_s = []
-    with variant_context(case.variant):
-        blocks = sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan))
-        frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock)
-        for index, frame in enumerate(frames):
-            encoder.write(frame)
-            if (index + 1) % 48 == 0:
-                clip_done_s.append(time.perf_counter())
+    blocks = recorded(sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan)), latents, 4)
+    frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock)
+    for index, frame in enumerate(frames):
+        encoder.write(frame)
+        if (index + 1) % 48 == 0:
+            clip_done_s.append(time.perf_counter())
     encoder.close()
     steady_s = clip_done_s[-1] - clip_done_s[0]
     return {
         "size": case.size, "width": width, "height": height, "steps": case.steps,
-        "precision": "bf16", "variant": case.variant, "clips": clips,
+        "precision": case.precision, "compiled": compiled, "clips": clips,
         "fps": round(48 * (clips - 1) / steady_s, 2),
         "first_clip_s": round(clip_done_s[0] - started, 2),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else 0.0,
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--config", default="14b", choices=["14b", "tiny"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager DiT blocks")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu to check the harness with --config tiny")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -179,24 +182,40 @@ def main() -> None:
     dit = build_dit(config.dit, device, dtype)
     vae = build_vae(config.vae, device, dtype)
     build_s = time.perf_counter() - began
-    runs = []
-    for text in args.cases:
-        runs.append(run_case(Case.parse(text), dit, vae, args.clips, device, dtype))
-        print(json.dumps(runs[-1]), flush=True)
+    if args.compile:
+        compile_blocks(dit)
+    cases = [Case.parse(text) for text in args.cases]
+    runs, bf16_latents, quantised = [], {}, False
+    # bf16 cases first: fp8 quantises the resident DiT in place.
+    for case in sorted(cases, key=lambda c: c.precision != "bf16"):
+        if case.precision == "fp8" and not quantised:
+            quantise_linears_fp8(dit)
+            quantised = True
+        latents: list = []
+        run = run_case(case, dit, vae, args.clips, device, dtype, latents)
+        key = (case.size, case.steps)
+        if case.precision == "bf16":
+            bf16_latents.setdefault(key, latents)
+        elif key in bf16_latents:
+            ref = torch.cat([t.flatten() for t in bf16_latents[key]])
+            got = torch.cat([t.flatten() for t in latents])
+            run["latent_rel_error_vs_bf16"] = round(float((got - ref).norm() / ref.norm()), 4)
+        runs.append(run)
+        print(json.dumps(run), flush=True)
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     name = device_name.replace(" ", "-")
     result = {
         "device": device_name, "torch": torch.__version__, "config": args.config,
-        "build_s": round(build_s, 1),
+        "build_s": round(build_s, 1), "compile": compile_stats() if args.compile else None,
         "command": "python -m benchmarks.render_speed " + " ".join(sys.argv[1:]),
         "runs": runs,
     }
     out = args.out or RESULTS / f"{name}-{datetime.now(timezone.utc):%Y%m%d}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'size':>8} {'steps':>5} {'variant':>8} {'fps':>7} {'first':>7} {'gpu GiB':>8}")
+    print(f"{'size':>8} {'steps':>5} {'prec':>5} {'fps':>7} {'first':>7} {'gpu GiB':>8}")
     for r in runs:
-        print(f"{r['size']:>8} {r['steps']:>5} {r['variant']:>8} {r['fps']:>7} {r['first_clip_s']:>7} {r['peak_gpu_gib']:>8}")
+        print(f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} {r['fps']:>7} {r['first_clip_s']:>7} {r['peak_gpu_gib']:>8}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from avatar_batch.render.liveavatar.conditioning import (
     reference_latent,
     text_context,
 )
+from avatar_batch.render.liveavatar.dit.compiled import compile_blocks
+from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
 from avatar_batch.render.liveavatar.memory import ComponentHost
 from avatar_batch.render.liveavatar.sampler import (
@@ -64,12 +66,15 @@ PORTRAIT_CACHE_ENTRIES = 8
 class Runtime:
     device: torch.device
     dtype: torch.dtype
+    compile: bool = False  # torch.compile the DiT blocks (dit/compiled.py)
 
     @classmethod
     def detect(cls, device: str | None = None) -> "Runtime":
-        """CUDA in bf16 when available (or asked for), else the CPU in fp32."""
+        """CUDA in bf16 with compiled blocks when available (or asked for), else
+        the CPU in fp32, eager (compiling costs more than it saves on the tiny model)."""
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(chosen, torch.bfloat16 if chosen.type == "cuda" else torch.float32)
+        on_gpu = chosen.type == "cuda"
+        return cls(chosen, torch.bfloat16 if on_gpu else torch.float32, compile=on_gpu)
 
     @property
     def dtype_name(self) -> str:
@@ -117,8 +122,9 @@ class LiveAvatarRunner:
     def loaded(self) -> bool:
         return self.dit is not None
 
-    def load(self, offload: str) -> None:
-        """Every network, once. Helpers load straight onto the device they wait on."""
+    def load(self, offload: str, precision: str = "bf16") -> None:
+        """Every network, once. Helpers load straight onto the device they wait on.
+        fp8 quantises the DiT's linears after the LoRA merge, before compiling."""
         if self.loaded:
             return
         device, dtype = self.runtime.device, self.runtime.dtype
@@ -129,6 +135,10 @@ class LiveAvatarRunner:
         host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park)
         host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=move_vae)
         self.dit = load_dit(self.layout.root, device=device, dtype=dtype)
+        if precision == "fp8":
+            quantise_linears_fp8(self.dit)
+        if self.runtime.compile:
+            compile_blocks(self.dit)
         self.host = host
 
     def use_offload(self, offload: str) -> None:
@@ -184,9 +194,14 @@ class LiveAvatarRunner:
 
 
 def check_precision(precision: str, runtime: Runtime) -> None:
-    if precision == "fp8":
-        where = "on the CPU" if runtime.device.type == "cpu" else "yet"
+    """fp8 needs CUDA's fp8 matrix kernels (compute capability 8.9+: Ada, Hopper and later)."""
+    if precision != "fp8":
+        return
+    if runtime.device.type != "cuda":
+        raise UsageError("precision 'fp8' needs a CUDA GPU (compute capability 8.9 or newer); use --precision bf16")
+    major, minor = torch.cuda.get_device_capability(runtime.device)
+    if (major, minor) < (8, 9) or not hasattr(torch, "_scaled_mm"):
         raise UsageError(
-            f"precision 'fp8' is not available {where}: fp8 linears are a GPU feature of a later release; "
-            "use --precision bf16"
+            f"precision 'fp8' needs compute capability 8.9 or newer and torch._scaled_mm; this GPU is "
+            f"{major}.{minor} with torch {torch.__version__}: use --precision bf16"
         )

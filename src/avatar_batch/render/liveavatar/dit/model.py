@@ -139,6 +139,10 @@ class CausalS2VDiT(nn.Module):
         self.trainable_cond_mask = nn.Embedding(3, dim)
         self.frame_packer = FramePacker(config.in_dim, dim, use_newest=config.add_last_motion)
         self._injector_of_layer = {layer: i for i, layer in enumerate(config.audio_inject_layers)}
+        # RoPE application; `dit.compiled.compile_blocks` swaps in a fused version.
+        # The attention closures that call it read caches indexed by Python ints,
+        # so they always run outside compiled graphs (`torch.compiler.disable`).
+        self.rotate = apply_rope
 
     # --- properties and cache allocation ------------------------------------------
 
@@ -234,9 +238,9 @@ class CausalS2VDiT(nn.Module):
     def _prefill_attend(self, layer: int, rope: RopeMultipliers, cond_cache: CondCache) -> SelfAttend:
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             cond_cache.store(layer, k, v)  # un-rotated: each denoising call rotates them itself
-            return sdpa(apply_rope(q, rope), apply_rope(k, rope), v)
+            return sdpa(self.rotate(q, rope), self.rotate(k, rope), v)
 
-        return attend
+        return torch.compiler.disable(attend)
 
     def _denoise_attend(
         self,
@@ -248,13 +252,13 @@ class CausalS2VDiT(nn.Module):
         cond_cache: CondCache,
     ) -> SelfAttend:
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            keys, values = step_cache.write_and_read(layer, first_frame, apply_rope(k, rope), v)
+            keys, values = step_cache.write_and_read(layer, first_frame, self.rotate(k, rope), v)
             cond_k, cond_v = cond_cache.read(layer)
-            keys = torch.cat([keys, apply_rope(cond_k, cond_rope)], dim=1)
+            keys = torch.cat([keys, self.rotate(cond_k, cond_rope)], dim=1)
             values = torch.cat([values, cond_v], dim=1)
-            return sdpa(apply_rope(q, rope), keys, values)
+            return sdpa(self.rotate(q, rope), keys, values)
 
-        return attend
+        return torch.compiler.disable(attend)
 
     # --- helpers --------------------------------------------------------------------
 
