@@ -39,16 +39,6 @@ WORKED_EXAMPLES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a busy 2-core machine OpenMP
-    hand-offs between two threads cost 30x (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("w2v")

@@ -33,25 +33,14 @@ from avatar_batch.render.liveavatar.tokenizer import (
     tokenize,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "t5_state_dict.json"
+from tests.render.liveavatar.conftest import reference_manifest
+
 TINY = CONFIG_TINY.t5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a busy 2-core machine OpenMP
-    hand-offs between two threads cost 30x (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference manifest {REFERENCE} not present")
-    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return reference_manifest("t5_state_dict.json")
 
 
 @pytest.fixture(scope="module")
