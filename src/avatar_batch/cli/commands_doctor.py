@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avatar_batch import speech
+from avatar_batch import batch, speech
 from avatar_batch.cli import app, handled, out
 from avatar_batch.core.errors import EXIT_OK, EXIT_UNAVAILABLE
 from avatar_batch.render import devices
@@ -22,9 +22,21 @@ def _row(table: Table, check: str, ok: bool, detail: str) -> bool:
     return ok
 
 
+def _catalogue_voices(table: Table, catalogue: Path, voices: dict) -> bool:
+    """One row per (persona, language): is its voice installed?"""
+    loaded = batch.load(batch.RunOptions(catalogue_path=catalogue, check_voices=False))
+    good = True
+    for persona in loaded.personas.values():
+        for language, voice in sorted(persona.voices.items()):
+            found = speech.voices.knows_voice(voice, voices)
+            good &= _row(table, f"voice {persona.id}/{language}", found, voice)
+    return good
+
+
 @app.command()
 @handled
 def doctor(
+    catalogue: Optional[Path] = typer.Argument(None, help="Also check this catalogue's voices.", show_default=False),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Also verify this checkpoint root."),
     library: Path = typer.Option(Path("output"), "--library", help="Where disk space is checked."),
 ) -> None:
@@ -35,12 +47,9 @@ def doctor(
         path = shutil.which(program)
         good &= _row(table, program, path is not None, path or "apt-get install ffmpeg espeak-ng")
     voices = speech.installed_voices()
-    by_language: dict[str, int] = {}
-    for langs in voices.values():
-        for lang in langs:
-            by_language[lang] = by_language.get(lang, 0) + 1
-    sample = ", ".join(f"{lang} ({n})" for lang, n in sorted(by_language.items())[:12])
-    good &= _row(table, "TTS voices", bool(voices), f"{len(voices)} voices; {sample}")
+    good &= _row(table, "TTS voices", bool(voices), f"{len(voices)} espeak-ng voices installed")
+    if catalogue is not None:
+        good &= _catalogue_voices(table, catalogue, voices)
     probe = library if library.exists() else Path.cwd()
     free_gib = shutil.disk_usage(probe).free / 2**30
     good &= _row(table, "disk", free_gib >= MIN_FREE_DISK_GIB, f"{free_gib:.1f} GiB free at {probe}")

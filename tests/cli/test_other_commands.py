@@ -1,0 +1,71 @@
+"""`doctor`, `library list|verify|rebuild` and `weights manifest|tiny|verify` through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from avatar_batch.cli import app
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_doctor_checks_tools_and_the_catalogue_voices(project):
+    result = invoke("doctor", project.catalogue)
+    assert result.exit_code == 0, result.output
+    assert "ffmpeg" in result.output and "voice dr_chen/en" in result.output
+
+
+def test_doctor_reports_an_unknown_voice(project):
+    data = project.data()
+    data["personas"]["dr_chen"]["voices"]["en"] = "xx-nonexistent"
+    project.write(data)
+    result = invoke("doctor", project.catalogue)
+    assert result.exit_code == 69
+    assert "missing" in result.output
+
+
+def test_library_list_verify_rebuild(project):
+    assert invoke("render", project.catalogue, "--plain").exit_code == 0
+    listed = invoke("library", "list", project.library, "--json")
+    assert listed.exit_code == 0
+    rows = json.loads(listed.output)
+    assert sorted(r["entry_id"] for r in rows) == ["smoke-pharmacy", "smoke-register"]
+    assert invoke("library", "verify", project.library).exit_code == 0
+    (project.library / "index.html").unlink()
+    (project.library / "library.sqlite").unlink()
+    assert invoke("library", "rebuild", project.library).exit_code == 0
+    assert (project.library / "index.html").exists() and (project.library / "library.sqlite").exists()
+    video = project.library / rows[0]["video"]
+    video.write_bytes(video.read_bytes()[:1000])
+    damaged = invoke("library", "verify", project.library)
+    assert damaged.exit_code == 65 and rows[0]["entry_id"] in damaged.output
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not present")
+def test_weights_manifest_14b_equals_the_reference_manifests():
+    result = invoke("weights", "manifest", "--config", "14b", "--json")
+    assert result.exit_code == 0
+    ours = json.loads(result.output)
+    for part, name in [("dit", "dit_state_dict.json"), ("lora", "lora_keys.json"),
+                       ("t5", "t5_state_dict.json"), ("vae", "vae_state_dict.json")]:
+        reference = json.loads((REFERENCE / name).read_text())["tensors"]
+        assert [[k, list(s), d] for k, s, d in ours[part]] == [[k, list(s), d] for k, s, d in reference], part
+
+
+def test_weights_tiny_then_verify_then_break_it(tmp_path):
+    root = tmp_path / "weights"
+    assert invoke("weights", "tiny", root).exit_code == 0
+    assert invoke("weights", "verify", root).exit_code == 0
+    shard = sorted((root / "Wan2.2-S2V-14B").glob("diffusion_pytorch_model-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    broken = invoke("weights", "verify", root)
+    assert broken.exit_code == 69
+    assert shard.name in broken.output
