@@ -1,0 +1,58 @@
+"""Streaming VAE decode speed at full size, per variant.
+
+    PYTHONPATH=src python -m benchmarks.profile_vae --size 704*384
+
+Decodes 4 blocks of 3 latents (48 frames) with the full-size Wan2.1 decoder
+(random weights, bf16) after priming, for each variant: eager, cuDNN autotune
+(`torch.backends.cudnn.benchmark`), channels-last-3d weights, and both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from benchmarks.render_speed import IMAGE_HW, build_vae
+from avatar_batch.render.geometry import size_for
+from avatar_batch.render.liveavatar.config import VaeSizes
+
+
+def decode_48(vae, h: int, w: int) -> float:
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    decoder = vae.stream_decoder()
+    decoder.prime(torch.randn(1, 16, 7, h, w, device="cuda", generator=gen))
+    blocks = [torch.randn(1, 16, 3, h, w, device="cuda", generator=gen) for _ in range(4)]
+    torch.cuda.synchronize()
+    began = time.perf_counter()
+    for block in blocks:
+        decoder.decode_chunk(block)
+    torch.cuda.synchronize()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="704*384")
+    args = parser.parse_args()
+    height, width = size_for(args.size, *IMAGE_HW)
+    h, w = height // 8, width // 8
+    vae = build_vae(VaeSizes(), torch.device("cuda"), torch.bfloat16)
+    results = {}
+    for name in ("eager", "cudnn_benchmark", "channels_last", "both"):
+        torch.backends.cudnn.benchmark = name in ("cudnn_benchmark", "both")
+        if name in ("channels_last", "both"):
+            for module in vae.model.modules():
+                if isinstance(module, torch.nn.Conv3d):
+                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        decode_48(vae, h, w)
+        runs = [decode_48(vae, h, w) for _ in range(3)]
+        results[name] = {"decode_48_frames_s": round(sorted(runs)[1], 3), "fps": round(48 / sorted(runs)[1], 1)}
+        print(name, json.dumps(results[name]), flush=True)
+    print(json.dumps({"size": args.size, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
