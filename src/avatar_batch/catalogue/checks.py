@@ -23,6 +23,9 @@ from avatar_batch.core.errors import Problem
 # Live Avatar conditions on a reference frame of at least the largest preset's
 # short side; a smaller portrait still renders, only blurrier.
 MIN_PORTRAIT_PX = 512
+# Below the smallest video side (64 px) a portrait is upscaled into a blur
+# with no face left to animate: an error, not a warning.
+MIN_USABLE_PORTRAIT_PX = 64
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 MAX_PROMPT_BYTES = 64 * 1024
 
@@ -68,6 +71,10 @@ def check_image(written: str, loc: tuple, ctx: PathContext) -> tuple[Path | None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         fix = "save it again as PNG or JPEG"
         return None, [ctx.locator.problem(loc, f"portrait image cannot be decoded: {exc}", value=written, fix=fix)]
+    if min(width_px, height_px) < MIN_USABLE_PORTRAIT_PX:
+        message = f"portrait is {width_px}×{height_px} px, too small to show a face"
+        fix = f"use a portrait at least {MIN_PORTRAIT_PX} px on each side"
+        return None, [ctx.locator.problem(loc, message, value=written, fix=fix)]
     if min(width_px, height_px) < MIN_PORTRAIT_PX:
         minimum = f"{MIN_PORTRAIT_PX}×{MIN_PORTRAIT_PX}"
         message = f"portrait is {width_px}×{height_px} px, under {minimum}; videos will look soft"
@@ -82,7 +89,67 @@ def check_audio(written: str, loc: tuple, ctx: PathContext) -> tuple[Path | None
         message = f"recording has an unsupported extension '{suffix or '(none)'}'"
         fix = f"convert it to one of {', '.join(AUDIO_SUFFIXES)}"
         return None, [ctx.locator.problem(loc, message, value=written, fix=fix)]
-    return locate_file(written, loc, ctx, "recording")
+    path, problems = locate_file(written, loc, ctx, "recording")
+    reason = recording_problem(path) if path is not None else None
+    if reason is not None:
+        fix = "export the recording again (a whole file, in the format its extension names)"
+        return None, [ctx.locator.problem(loc, f"recording {reason}", value=written, fix=fix)]
+    return path, problems
+
+
+def recording_problem(path: Path) -> str | None:
+    """Why a recording is not a whole file of the format its extension names,
+    judged from its header (and for WAV its chunk sizes); None if it looks whole.
+    ffmpeg would turn a cut or mislabelled file into a clipped or failed job
+    halfway through a batch, so it is refused before anything runs."""
+    size_bytes = path.stat().st_size
+    if size_bytes == 0:
+        return "file is empty"
+    suffix = path.suffix.lower()
+    with open(path, "rb") as handle:
+        if suffix == ".wav":
+            return _wav_problem(handle, size_bytes)
+        head = handle.read(12)
+    looks_right = {
+        ".mp3": head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0),
+        ".m4a": head[4:8] == b"ftyp",
+        ".flac": head[:4] == b"fLaC",
+        ".ogg": head[:4] == b"OggS",
+    }.get(suffix, True)
+    return None if looks_right else f"is not {_AUDIO_KINDS[suffix]} file (its first bytes are no such header)"
+
+
+_AUDIO_KINDS = {".mp3": "an MP3", ".m4a": "an M4A (MP4 audio)", ".flac": "a FLAC", ".ogg": "an Ogg"}
+
+
+def _wav_problem(handle, size_bytes: int) -> str | None:
+    """Walk the RIFF chunks to `data`: a `fmt ` chunk first, then as many
+    bytes as `data` declares. A declared size of 0 or 0xFFFFFFFF means a
+    streaming writer did not know it; then any bytes at all will do."""
+    riff = handle.read(12)
+    if len(riff) < 12 or riff[:4] not in (b"RIFF", b"RF64") or riff[8:12] != b"WAVE":
+        return "is not a WAV file (no RIFF/WAVE header)"
+    if riff[:4] == b"RF64":
+        return None  # 64-bit sizes live in a ds64 chunk; ffmpeg reads those
+    position, seen_format = 12, False
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return "is truncated: it ends before its audio data"
+        kind, length = header[:4], int.from_bytes(header[4:], "little")
+        position += 8
+        if kind == b"data":
+            available = size_bytes - position
+            if not seen_format:
+                return "is not a WAV file (audio data before the format chunk)"
+            if length in (0, 0xFFFFFFFF):
+                return None if available > 0 else "holds no audio (no samples after its header)"
+            if length > available:
+                return f"is truncated: its header declares {length} bytes of audio, the file holds {available}"
+            return None
+        seen_format = seen_format or kind == b"fmt "
+        position += length + (length & 1)  # chunks are padded to even sizes
+        handle.seek(position)
 
 
 def check_prompt(written: str, loc: tuple, ctx: PathContext) -> tuple[str | None, Path | None, list[Problem]]:

@@ -55,7 +55,12 @@ def resolve_inside(written: str, base: Path, root: Path) -> Path | PathRefused:
     lexical = Path(os.path.normpath(base / written))
     if not lexical.is_relative_to(root):
         return PathRefused("path climbs out of the catalogue root with '..'", inside_fix)
-    resolved = (base / written).resolve()
+    try:
+        resolved = (base / written).resolve()
+    except RuntimeError:  # Python 3.11 raises it for a symlink loop (later versions: OSError)
+        return PathRefused("path is a symlink loop", "replace the symlinks with the file itself")
+    except OSError as exc:
+        return PathRefused(f"path cannot be resolved: {exc.strerror}", "replace the symlinks with the file itself")
     if not resolved.is_relative_to(root):
         return PathRefused(f"path is a symlink that leads outside the catalogue root, to {resolved}", inside_fix)
     return resolved

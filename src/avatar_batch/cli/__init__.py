@@ -7,6 +7,7 @@ commands that need them, so `validate` and `plan` start quickly.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from avatar_batch.core.errors import EXIT_OK, EXIT_PENDING, AvatarBatchError, CatalogueError
+from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING, AvatarBatchError, CatalogueError
 
 app = typer.Typer(
     add_completion=False,
@@ -50,8 +51,22 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
         except AvatarBatchError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(exc.exit_code)
+        except OSError as exc:
+            # The machine, not the input: a full disk, a read-only or vanished
+            # folder. Every write is atomic, so what is on disk stays whole.
+            err.print(f"[red]error:[/] {describe_os_error(exc)}", highlight=False)
+            raise typer.Exit(EXIT_JOBS_FAILED)
 
     return wrapper
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for people: the reason, its errno name, the path, what to do next."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+    if exc.filename is not None:
+        text += f": {exc.filename}"
+    return text + ". Files already in place were kept whole; fix the cause (free space, permissions) and run again"
 
 
 def main() -> None:
@@ -59,4 +74,4 @@ def main() -> None:
 
 
 # Commands register themselves on `app` when their modules are imported.
-from avatar_batch.cli import commands_doctor, commands_library, commands_render, commands_weights  # noqa: E402,F401
+from avatar_batch.cli import commands_doctor, commands_library, commands_render, commands_serve, commands_weights  # noqa: E402,F401

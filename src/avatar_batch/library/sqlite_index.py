@@ -16,7 +16,9 @@ falls back to LIKE over the items table: slower, same results.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +29,7 @@ from avatar_batch.core.records import LibraryItem
 from avatar_batch.library.layout import PLAYABLE_STATUSES
 
 TRIGRAM_MIN_CHARS = 3
+SQLITE_FULL = 13  # the result code for "database or disk is full"
 _JSON_COLUMNS = ("settings", "telemetry")
 _SQL_TYPES = {"float | None": "REAL", "int | None": "INTEGER", "str": "TEXT", "str | None": "TEXT"}
 
@@ -79,6 +82,11 @@ def build_index(db_path: Path, items: Iterable[LibraryItem], tokenizer: str | No
             db.executemany(f"INSERT INTO items ({', '.join(names)}) VALUES ({marks})", rows)
             db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
             db.commit()
+        except sqlite3.OperationalError as exc:
+            # SQLite reports a full disk in its own words; say it as the OS does.
+            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc):
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (SQLite: {exc})", str(db_path)) from exc
+            raise
         finally:
             db.close()
 

@@ -125,7 +125,18 @@ def to_vtt(cues: Iterable[Cue]) -> str:
     return "\n".join(["WEBVTT\n", *_blocks(cues, ".", escape_vtt)])
 
 
+_SRT_ARROW = re.compile(r"-{2,}>")
+
+
+def escape_srt(text: str) -> str:
+    """SRT has no escapes and players show entities literally, so the text goes
+    in as written, except an arrow: a cue line like "00:00:01,000 --> ..."
+    would be read as a timing line (ffmpeg then drops the cue), so every
+    "-->" (or longer) becomes "->"."""
+    return _SRT_ARROW.sub("->", text)
+
+
 def to_srt(cues: Iterable[Cue]) -> str:
-    # SRT has no escape mechanism; the text goes in as written. A cue holds a
-    # single line (sentences never span newlines), so it cannot break the format.
-    return "\n".join(_blocks(cues, ",", lambda text: text))
+    # A cue holds a single line (sentences never span newlines), so no blank
+    # line can end a cue early.
+    return "\n".join(_blocks(cues, ",", escape_srt))

@@ -48,11 +48,22 @@ def speak_to_file(text: str, voice: str, rate_wpm: int, out: Path) -> None:
         outcome["completed"] = bool(completed)
         finished.set()
 
+    # The driver writes the WAV inside espeak's C callback: an error there
+    # (a full disk) is only "unraisable", and "finished-utterance" never
+    # comes. Catch it, so the worker fails at once instead of at the timeout.
+    failures: list[BaseException] = []
+
+    def on_unraisable(unraisable) -> None:
+        failures.append(unraisable.exc_value)
+        finished.set()
+
+    sys.unraisablehook = on_unraisable
     engine.connect("finished-utterance", on_finished)
     engine.save_to_file(text, str(out))
     engine.runAndWait()
-    if not finished.wait(FINISH_WAIT_S) or not outcome.get("completed"):
-        raise RuntimeError("speech synthesis did not complete")
+    if not finished.wait(FINISH_WAIT_S) or failures or not outcome.get("completed"):
+        reason = f": {failures[0]}" if failures else ""
+        raise RuntimeError(f"speech synthesis did not complete{reason}")
 
 
 def main(argv: list[str] | None = None) -> int:
