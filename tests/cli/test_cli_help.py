@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = [
     ["render"], ["validate"], ["plan"], ["doctor"],
     ["library", "list"], ["library", "verify"], ["library", "rebuild"], ["library", "prune"],
-    ["weights", "manifest"], ["weights", "tiny"], ["weights", "verify"],
+    ["weights", "manifest"], ["weights", "tiny"], ["weights", "verify"], ["serve"],
 ]
 
 
