@@ -4,7 +4,6 @@ finishes the rest; SIGINT exits 130 after removing temporary files."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
-import sys
-from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING, AvatarBatchError, CatalogueError
+from avatar_batch.core.errors import EXIT_JOBS_FAILED, AvatarBatchError, CatalogueError
 
 app = typer.Typer(
     add_completion=False,

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+# Tensors recorded from the official implementation; README.md there says how.
+OFFICIAL_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "official"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,3 +29,20 @@ def reference_manifest(name: str) -> dict:
     if not path.is_file():
         pytest.skip(f"reference manifest {path} not present")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def official_calls() -> tuple[dict, dict]:
+    """The recorded DiT calls: (metadata per call, tensors by name)."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((OFFICIAL_FIXTURES / "dit_calls.json").read_text())
+    return meta, load_file(str(OFFICIAL_FIXTURES / "dit_calls.safetensors"))
+
+
+def official_dit(root: Path):
+    """The fixture's DiT through our loader, from a folder in the download layout (fp32, no LoRA)."""
+    from avatar_batch.render.liveavatar.checkpoint import load_dit
+    from avatar_batch.render.liveavatar.checkpoint.layout import DIT_FOLDER
+
+    (root / DIT_FOLDER).symlink_to(OFFICIAL_FIXTURES / "dit", target_is_directory=True)
+    return load_dit(root, device="cpu", dtype=torch.float32, lora=False)

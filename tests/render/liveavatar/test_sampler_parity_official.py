@@ -11,38 +11,32 @@ ring wrap, Euler updates, slicing - on top of the per-call DiT parity tests.
 
 from __future__ import annotations
 
-import json
 from itertools import islice
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from avatar_batch.render.liveavatar.checkpoint import load_dit
-from avatar_batch.render.liveavatar.checkpoint.layout import DIT_FOLDER
 from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.limits import ClipGeometry
 from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "official"
 RELATIVE_TOLERANCE = 1e-4
 SINK_SEED = 1234  # the recording's sink-distance RNG seed (README: "Sink-distance sequence")
+
+from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES, official_calls, official_dit  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (FIXTURES / "README.md").is_file(), reason="official fixtures not present")
 
 
 @pytest.fixture(scope="module")
 def recorded():
-    return json.loads((FIXTURES / "dit_calls.json").read_text()), load_file(str(FIXTURES / "dit_calls.safetensors"))
+    return official_calls()
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    (root / DIT_FOLDER).symlink_to(FIXTURES / "dit", target_is_directory=True)  # the download layout
-    return load_dit(root, device="cpu", dtype=torch.float32, lora=False)
+    return official_dit(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")
