@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,19 @@ def sine_wav(tmp_path: Path) -> Path:
 @pytest.fixture
 def portrait(tmp_path: Path) -> Path:
     return write_portrait(tmp_path / "portrait.png")
+
+
+@contextmanager
+def serving(library: Path):
+    """`avatar-batch serve` on 127.0.0.1 and a free port, in a thread."""
+    from avatar_batch.library.serve import make_server
+
+    server = make_server(library, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

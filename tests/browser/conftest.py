@@ -7,13 +7,12 @@ never runs and nothing is downloaded."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
-from avatar_batch.library.serve import make_server
 from tests.hardening.projects import make_project, render, smoke_data
+from tests.conftest import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -62,12 +61,8 @@ def library(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(library: Path):
-    server = make_server(library, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(library) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

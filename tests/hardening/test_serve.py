@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from avatar_batch.cli import app
 from avatar_batch.library.serve import ByteRange, RangeNotSatisfiable, make_server, parse_range, request_parts
 from tests.hardening.projects import CLI, manifest_items
+from tests.conftest import serving
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +40,8 @@ def library(smoke_library: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(library: Path):
-    server = make_server(library, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serving(library) as running:
+        yield running
 
 
 def request(server, target: str, method: str = "GET", headers: dict | None = None):
