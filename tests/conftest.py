@@ -15,10 +15,13 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_sine_wav(path: Path, duration_s: float = 1.0, rate_hz: int = 16_000, freq_hz: float = 220.0) -> Path:
+def write_sine_wav(
+    path: Path, duration_s: float = 1.0, rate_hz: int = 16_000, freq_hz: float = 220.0, amplitude: float = 0.3
+) -> Path:
+    """Mono 16-bit tone with a 3 Hz syllable-like loudness wobble."""
     t = np.arange(int(duration_s * rate_hz)) / rate_hz
-    envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)  # a syllable-like loudness wobble
-    samples = (0.3 * envelope * np.sin(2 * math.pi * freq_hz * t) * 32767).astype("<i2")
+    envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)
+    samples = (amplitude * envelope * np.sin(2 * math.pi * freq_hz * t) * 32767).astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)

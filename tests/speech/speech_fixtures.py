@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
-import wave
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from avatar_batch.core.records import JobSpec, RenderSettings, VoiceSettings
+from tests.conftest import write_sine_wav
 
 
 def make_job(answer: str = "Hello there. How can I help?", voice: str = "en-us", **changes) -> JobSpec:
@@ -36,16 +33,7 @@ def make_job(answer: str = "Hello there. How can I help?", voice: str = "en-us",
 def write_tone_wav(path: Path, duration_s: float = 1.0, rate_hz: int = 44_100, amplitude: float = 0.1) -> Path:
     """A 220 Hz tone with a 3 Hz loudness wobble, like syllables; quiet on purpose
     so normalisation has work to do."""
-    t = np.arange(int(duration_s * rate_hz)) / rate_hz
-    envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)
-    samples = (amplitude * envelope * np.sin(2 * math.pi * 220 * t) * 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(rate_hz)
-        handle.writeframes(samples.tobytes())
-    return path
+    return write_sine_wav(path, duration_s, rate_hz, 220.0, amplitude)
 
 
 def ffprobe_audio(path: Path) -> dict:

@@ -5,6 +5,7 @@ find leftovers of a killed run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 TEMP_PREFIX = ".tmp-"
+HASH_CHUNK_BYTES = 16 * 1024 * 1024  # checkpoints are tens of GB: stream them
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def temp_sibling(path: Path) -> Path:

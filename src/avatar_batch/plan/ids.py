@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from avatar_batch.core.fsio import file_sha256 as _hash_file
+
 JOB_ID_HEX_CHARS = 16
-READ_CHUNK_BYTES = 1 << 20
 
 
 def canonical_json(fields: Mapping[str, Any]) -> str:
@@ -51,11 +52,3 @@ class FileDigests:
             cached = _hash_file(path)
             self._by_stat[key] = cached
         return cached
-
-
-def _hash_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK_BYTES):
-            hasher.update(chunk)
-    return hasher.hexdigest()

@@ -18,7 +18,6 @@ about the renderer protocol or the batch; `renderer.py` adapts it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from avatar_batch.core.errors import UsageError
+from avatar_batch.core.fsio import file_sha256
 from avatar_batch.core.records import RenderRequest
 from avatar_batch.render.geometry import size_for
 from avatar_batch.render.image import load_rgb
@@ -90,10 +90,6 @@ class JobPlan:
 def move_vae(vae: Vae, device: torch.device) -> Vae:
     """A `Vae` on `device` (its latent statistics are made for one device)."""
     return Vae(vae.model.to(device), vae.sizes, device, vae.dtype)
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class LiveAvatarRunner:
@@ -161,7 +157,7 @@ class LiveAvatarRunner:
         return Conditioning(context, audio.to(**to_dit), ref.to(**to_dit), motion.to(**to_dit))
 
     def _portrait_latents(self, image_path: Path, geometry: ClipGeometry, pad_mode: str):
-        key = (_file_digest(image_path), geometry.height_px, geometry.width_px, pad_mode, self.runtime.dtype)
+        key = (file_sha256(image_path), geometry.height_px, geometry.width_px, pad_mode, self.runtime.dtype)
         if key not in self._portraits:
             pixels = portrait_pixels(image_path, geometry.height_px, geometry.width_px, pad_mode)
             with self.host.lend("vae") as vae:

@@ -14,23 +14,14 @@ import json
 from pathlib import Path
 
 from avatar_batch.core.errors import Problem, WeightsError
-from avatar_batch.core.fsio import write_json_atomic
+from avatar_batch.core.fsio import file_sha256, write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
 from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD
 
-CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def digest_cache_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.sha256.json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_file_sha256(path: Path) -> str:
