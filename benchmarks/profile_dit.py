@@ -53,7 +53,7 @@ def time_calls(dit, inputs, context, cache, cond, calls: int, start_block: int) 
         block = BlockInputs(inputs.latents, inputs.timestep, inputs.audio, 3 * (start_block + i), 10)
         torch.cuda.synchronize()
         began = time.perf_counter()
-        dit.denoise_block(block, context, cache, cond)
+        dit.denoise_block(block, cache, cond)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
     return times

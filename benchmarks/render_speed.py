@@ -132,7 +132,7 @@ def conditioning(dit, vae, geometry: ClipGeometry, device, dtype) -> Conditionin
     )
 
 
-def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list) -> dict:
+def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list, max_batch: int | None) -> dict:
     started = time.perf_counter()
     compiled = dit.rotate is not apply_rope
     on_gpu = device.type == "cuda"
@@ -146,7 +146,8 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list) -> 
     clock = PhaseClock(synchronize=torch.cuda.synchronize if on_gpu else None)
     encoder = Encoder(width, height, Path("/tmp") / f"bench-{width}x{height}.mp4")
     clip_done_s = []
-    blocks = recorded(sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan)), latents, 4)
+    sampled = sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan), max_batch=max_batch)
+    blocks = recorded(sampled, latents, 4)
     frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock)
     for index, frame in enumerate(frames):
         encoder.write(frame)
@@ -157,6 +158,7 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list) -> 
     return {
         "size": case.size, "width": width, "height": height, "steps": case.steps,
         "precision": case.precision, "compiled": compiled, "clips": clips,
+        "max_batch": max_batch or case.steps,
         "fps": round(48 * (clips - 1) / steady_s, 2),
         "first_clip_s": round(clip_done_s[0] - started, 2),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else 0.0,
@@ -174,6 +176,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager DiT blocks")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu to check the harness with --config tiny")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="denoising calls per batch (default: the step count; 1 = one call at a time)")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -192,7 +196,7 @@ def main() -> None:
             quantise_linears_fp8(dit)
             quantised = True
         latents: list = []
-        run = run_case(case, dit, vae, args.clips, device, dtype, latents)
+        run = run_case(case, dit, vae, args.clips, device, dtype, latents, args.max_batch)
         key = (case.size, case.steps)
         if case.precision == "bf16":
             bf16_latents.setdefault(key, latents)

@@ -28,7 +28,7 @@ def denoise_three_blocks(model) -> list[torch.Tensor]:
     for j in range(3):
         block = BlockInputs(torch.randn(C, 3, LAT, LAT, generator=g), 857.6923,
                             torch.randn(25, 32, 12, generator=g), first_frame=3 * j, sink_distance=5 + j)
-        outs.append(model.denoise_block(block, context, step, cond))
+        outs.append(model.denoise_block(block, step, cond))
     return outs
 
 

@@ -54,7 +54,7 @@ def run_cached(model, ref, motion, text, blocks, *, window_frames=12, timestep=8
     outs = []
     for j, (latents, audio) in enumerate(blocks):
         block = BlockInputs(latents, timestep, audio, first_frame=3 * j, sink_distance=sink_distance)
-        outs.append(model.denoise_block(block, context, step, cond))
+        outs.append(model.denoise_block(block, step, cond))
     return outs, cond, context
 
 
@@ -87,7 +87,7 @@ def test_sink_prefill_stores_unrotated_keys(model):
     cond = model.new_cond_cache(H_PX, W_PX)
     model.prefill_sink(ref, motion, context, cond)
     # Layer 0's keys depend only on the embedded sink tokens: recompute them directly.
-    x = torch.cat([model._patchify(model.patch_embedding, ref) + model.trainable_cond_mask.weight[1],
+    x = torch.cat([model._patchify(model.patch_embedding, ref[None]) + model.trainable_cond_mask.weight[1],
                    model.frame_packer(motion) + model.trainable_cond_mask.weight[2]], dim=1)
     _, _, e0_zero = model._time_conditioning(0.0, 3)
     captured = {}
@@ -96,7 +96,7 @@ def test_sink_prefill_stores_unrotated_keys(model):
         captured["k"], captured["v"] = k, v
         return sdpa(q, k, v)
 
-    model.blocks[0](x, e0_zero[:1], context, capture)
+    model.blocks[0](x, e0_zero[:1], model.blocks[0].text_keys_values(context), capture)
     torch.testing.assert_close(cond.keys[0][:, :160], captured["k"])
     torch.testing.assert_close(cond.values[0][:, :160], captured["v"])
     assert cond.ref_tokens == 64 and cond.positions[0].tolist() == [30, 0, 0]
@@ -120,8 +120,8 @@ def test_rerunning_an_early_block_ignores_later_cache_entries(model):
     outs, cond, context = run_cached(model, ref, motion, text, blocks)
     step = model.new_step_caches(H_PX, W_PX, num_steps=1)[0]
     for j, (latents, audio) in enumerate(blocks):
-        model.denoise_block(BlockInputs(latents, 857.6923, audio, 3 * j, 10), context, step, cond)
-    again = model.denoise_block(BlockInputs(blocks[0][0], 857.6923, blocks[0][1], 0, 10), context, step, cond)
+        model.denoise_block(BlockInputs(latents, 857.6923, audio, 3 * j, 10), step, cond)
+    again = model.denoise_block(BlockInputs(blocks[0][0], 857.6923, blocks[0][1], 0, 10), step, cond)
     torch.testing.assert_close(again, outs[0], rtol=0, atol=1e-6)
 
 
@@ -131,7 +131,7 @@ def uncached_reference(model, ref, motion, text, blocks, *, window_frames, times
     _, cond, context = run_cached(model, ref, motion, text, blocks[:1], timestep=timestep)  # the prefill
     fsl, frames = 64, 3
     count = len(blocks)
-    x = torch.cat([model._noisy_tokens(lat, None) for lat, _ in blocks], dim=1)
+    x = model._noisy_tokens([BlockInputs(lat, timestep, a, 0, sink_distance) for lat, a in blocks])
     rope = model._rope(torch.cat([block_positions(3 * j, frames, 8, 8) for j in range(count)]))
     cond_ropes = []
     for j in range(count):
@@ -140,8 +140,7 @@ def uncached_reference(model, ref, motion, text, blocks, *, window_frames, times
         cond_ropes.append(model._rope(pos))
     e, e0, _ = model._time_conditioning(timestep, frames)
     e_all, e0_all = e.repeat(count, 1), e0.repeat(count, 1, 1)
-    audio = [model._encode_audio(a, frames) for _, a in blocks]
-    glob, local = torch.cat([g for g, _ in audio]), torch.cat([l for _, l in audio])
+    glob, local = model._encode_audio([a for _, a in blocks], frames)
     per_block, window_blocks = frames * fsl, window_frames // frames
 
     def attend_for(layer):
@@ -159,7 +158,7 @@ def uncached_reference(model, ref, motion, text, blocks, *, window_frames, times
         return attend
 
     for layer, block in enumerate(model.blocks):
-        x = block(x, e0_all, context, attend_for(layer))
+        x = block(x, e0_all, block.text_keys_values(context), attend_for(layer))
         if layer in model._injector_of_layer:
             x = model.audio_injector.inject(model._injector_of_layer[layer], x, glob, local)
     out = model.head(x.reshape(count * frames, fsl, -1), e_all)
@@ -194,7 +193,7 @@ def test_sink_distance_matters_only_once_the_reference_rolls(model):
     def velocity(first_frame, distance):
         step = model.new_step_caches(H_PX, W_PX, 1)[0]
         step.written_tokens = first_frame * 64  # pretend the history is there (zeros)
-        return model.denoise_block(BlockInputs(latents, 1000.0, audio, first_frame, distance), context, step, cond)
+        return model.denoise_block(BlockInputs(latents, 1000.0, audio, first_frame, distance), step, cond)
 
     assert torch.equal(velocity(0, 4), velocity(0, 10))  # both keep the reference at 30
     assert not torch.allclose(velocity(27, 4), velocity(27, 10))  # 31 vs 37
@@ -216,7 +215,7 @@ def test_blocks_must_arrive_in_order(model):
     _, cond, context = run_cached(model, ref, motion, text, [])
     step = model.new_step_caches(H_PX, W_PX, 1)[0]
     with pytest.raises(ValueError, match="skips frames"):
-        model.denoise_block(BlockInputs(blocks[0][0], 1000.0, blocks[0][1], 3, 10), context, step, cond)
+        model.denoise_block(BlockInputs(blocks[0][0], 1000.0, blocks[0][1], 3, 10), step, cond)
 
 
 def test_denoise_needs_a_prefilled_sink(model):
@@ -224,7 +223,7 @@ def test_denoise_needs_a_prefilled_sink(model):
     cond = model.new_cond_cache(H_PX, W_PX)
     step = model.new_step_caches(H_PX, W_PX, 1)[0]
     with pytest.raises(ValueError, match="prefill_sink"):
-        model.denoise_block(BlockInputs(blocks[0][0], 1000.0, blocks[0][1], 0, 10), model.embed_text(text), step, cond)
+        model.denoise_block(BlockInputs(blocks[0][0], 1000.0, blocks[0][1], 0, 10), step, cond)
 
 
 def test_unsupported_config_is_refused():

@@ -94,7 +94,7 @@ def denoise_once(model):
     step = model.new_step_caches(64, 64, 1)[0]
     model.prefill_sink(torch.randn(16, 1, 8, 8, generator=g), torch.randn(16, 19, 8, 8, generator=g), context, cond)
     block = BlockInputs(torch.randn(16, 3, 8, 8, generator=g), 857.7, torch.randn(25, 32, 12, generator=g), 0, 10)
-    return model.denoise_block(block, context, step, cond)
+    return model.denoise_block(block, step, cond)
 
 
 def test_bf16_merge_rounds_once_from_fp32(tmp_path):

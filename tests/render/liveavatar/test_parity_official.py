@@ -56,7 +56,7 @@ def replay(model, recorded):
             first_frame=call["f0"],
             sink_distance=call["sink_distance_d"],
         )
-        velocities.append(model.denoise_block(block, context, steps[call["step"]], cond))
+        velocities.append(model.denoise_block(block, steps[call["step"]], cond))
         if n == 0:
             tokens = geometry["block_tokens"]
             written = (steps[0].keys[0][:, :tokens].clone(), steps[0].values[0][:, :tokens].clone())

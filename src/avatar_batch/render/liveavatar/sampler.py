@@ -8,11 +8,14 @@ Generation, per job (conditioning comes ready from `conditioning.py`):
    and then cast to the model's dtype and device, so a CPU run and a GPU run
    start from the same numbers. (The official script draws bf16 on a CUDA
    generator; its numbers differ from any CPU draw, spec §12.)
-3. Per block b of the clip (3 latent frames, 12 video frames), all K Euler
-   steps run before the next block: step k uses step-cache k ("timestep
-   forcing", spec §0.2), `first_frame = 3·(r·B + b)`, the block's 12 audio
-   frames, and `x ← x + (σ_{k+1} − σ_k)·v` computed in fp32 and stored in the
-   model dtype, as the official loop does (a no-op round in fp32).
+3. Per block b of the clip (3 latent frames, 12 video frames), K Euler
+   steps: step k uses step-cache k ("timestep forcing", spec §0.2),
+   `first_frame = 3·(r·B + b)`, the block's 12 audio frames, and
+   `x ← x + (σ_{k+1} − σ_k)·v` computed in fp32 and stored in the model dtype,
+   as the official loop does (a no-op round in fp32). The official loop runs
+   all K steps of a block before the next block; the calls here run as a
+   wavefront that batches independent calls, with the same inputs to every
+   call (see `sample_blocks`).
 4. The sink distance d of every denoising call is drawn from a dedicated
    `random.Random(seed)` with `randint(4, 30)`, so a seed reproduces a video
    (the official draw is unseeded, spec §2.9), or fixed by `SamplerOptions`.
@@ -42,7 +45,7 @@ import torch
 
 from avatar_batch.render.image import PAD_MODES
 from avatar_batch.render.liveavatar.conditioning import Conditioning
-from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT
+from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT, StepCache, TokenGrid
 from avatar_batch.render.liveavatar.limits import LATENT_FRAMES_PER_BLOCK, VIDEO_FRAMES_PER_BLOCK, ClipGeometry
 from avatar_batch.render.liveavatar.schedule import Schedule
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
@@ -127,28 +130,78 @@ def sample_blocks(
     plan: SamplingPlan,
     distances: Iterator[int],
     noise: NoiseSource,
+    max_batch: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Denoised latents (16, 3, h, w) of each block in order, in the model dtype.
 
+    Calls run as a wavefront: call (block b, step k) needs only (b, k-1), its
+    own latents, and (b-1, k), the last write to step-cache k, so the calls with
+    equal b + k are independent and run as one batch of up to `max_batch`
+    (default: the number of steps). Every call sees exactly the inputs of the
+    plain block-by-block order, sink distances included, so `max_batch=1`
+    gives the same latents one call at a time.
+
     Caches live in this generator's frame only: closing it frees them."""
     geometry, schedule = plan.geometry, plan.schedule
-    height_px, width_px = geometry.height_px, geometry.width_px
-    cond_cache = dit.new_cond_cache(height_px, width_px)
+    num_steps = schedule.num_steps
+    limit = num_steps if max_batch is None else max_batch
+    if limit < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    cond_cache = dit.new_cond_cache(geometry.height_px, geometry.width_px)
     dit.prefill_sink(cond.ref_latent, cond.motion_latents, cond.context, cond_cache)
     # The attention window is one clip of latent frames, as in the official loop.
-    step_caches = dit.new_step_caches(height_px, width_px, schedule.num_steps, geometry.latent_frames_per_clip)
+    step_caches = dit.new_step_caches(geometry.height_px, geometry.width_px, num_steps, geometry.latent_frames_per_clip)
+    total_blocks = geometry.num_clips * geometry.blocks_per_clip
+    # Distances are drawn in the plain order (block-major, then step), whatever order the calls run in.
+    drawn = list(islice(distances, total_blocks * num_steps))
+    block_noise = _block_noise(noise, geometry, dit)
+    latents: dict[int, torch.Tensor] = {}  # blocks in flight: x at their next step
+    for wave in range(total_blocks + num_steps - 1):
+        calls = [(wave - step, step) for step in range(num_steps) if 0 <= wave - step < total_blocks]
+        for block, step in calls:
+            if step == 0:
+                latents[block] = next(block_noise)
+        for group in _batches(calls, step_caches, geometry, limit):
+            inputs = [
+                BlockInputs(
+                    latents[block],
+                    schedule.timesteps[step],
+                    cond.audio[..., VIDEO_FRAMES_PER_BLOCK * block : VIDEO_FRAMES_PER_BLOCK * (block + 1)],
+                    LATENT_FRAMES_PER_BLOCK * block,
+                    drawn[block * num_steps + step],
+                )
+                for block, step in group
+            ]
+            velocities = dit.denoise_blocks(inputs, [step_caches[step] for _, step in group], cond_cache)
+            for (block, step), velocity in zip(group, velocities):
+                # x <- x + (sigma_{k+1} - sigma_k) v in fp32, stored in the model dtype (official loop).
+                latents[block] = (latents[block].float() + schedule.step_size(step) * velocity.float()).to(dit.dtype)
+        finished = wave - (num_steps - 1)
+        if finished >= 0:
+            yield latents.pop(finished)
+
+
+def _block_noise(noise: NoiseSource, geometry: ClipGeometry, dit: CausalS2VDiT) -> Iterator[torch.Tensor]:
+    """Each block's starting latents, in block order: its slice of its clip's single noise draw."""
     for clip in range(geometry.num_clips):
         clip_noise = noise(clip).to(device=dit.device, dtype=dit.dtype)  # (16, F_clip, h, w)
         for block in range(geometry.blocks_per_clip):
-            index = clip * geometry.blocks_per_clip + block  # global block index
-            latents = clip_noise[:, LATENT_FRAMES_PER_BLOCK * block : LATENT_FRAMES_PER_BLOCK * (block + 1)]
-            audio = cond.audio[..., VIDEO_FRAMES_PER_BLOCK * index : VIDEO_FRAMES_PER_BLOCK * (index + 1)]
-            for step in range(schedule.num_steps):
-                inputs = BlockInputs(latents, schedule.timesteps[step], audio, LATENT_FRAMES_PER_BLOCK * index,
-                                     next(distances))
-                velocity = dit.denoise_block(inputs, cond.context, step_caches[step], cond_cache)
-                latents = (latents.float() + schedule.step_size(step) * velocity.float()).to(dit.dtype)
-            yield latents
+            yield clip_noise[:, LATENT_FRAMES_PER_BLOCK * block : LATENT_FRAMES_PER_BLOCK * (block + 1)]
+
+
+def _batches(
+    calls: list[tuple[int, int]], step_caches: list[StepCache], geometry: ClipGeometry, limit: int
+) -> Iterator[list[tuple[int, int]]]:
+    """Split one wavefront's (block, step) calls into batches of at most `limit`
+    that read equally long cache windows (they differ only while the rings fill)."""
+    tokens = LATENT_FRAMES_PER_BLOCK * TokenGrid.from_pixels(geometry.height_px, geometry.width_px).tokens_per_frame
+    by_window: dict[int, list[tuple[int, int]]] = {}
+    for block, step in calls:
+        _, window_end = step_caches[step].window(LATENT_FRAMES_PER_BLOCK * block, tokens)
+        by_window.setdefault(window_end, []).append((block, step))
+    for group in by_window.values():
+        for start in range(0, len(group), limit):
+            yield group[start : start + limit]
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:

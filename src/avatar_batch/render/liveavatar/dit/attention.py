@@ -34,7 +34,11 @@ def layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Full (unmasked) attention, scale 1/sqrt(head_dim). (B, Lq, H, D) x (B, Lk, H, D) -> (B, Lq, H, D)."""
+    """Full (unmasked) attention, scale 1/sqrt(head_dim). (B, Lq, H, D) x (B, Lk, H, D) -> (B, Lq, H, D).
+
+    Keys and values of batch 1 serve every query batch (text shared by a batch of blocks)."""
+    if k.shape[0] != q.shape[0]:
+        k, v = k.expand(q.shape[0], *k.shape[1:]), v.expand(q.shape[0], *v.shape[1:])
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
 
@@ -70,5 +74,8 @@ class Attention(nn.Module):
 
     def cross(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """x (B, L, dim) attends to every row of context (B, Lc, dim); no RoPE, no mask."""
-        k, v = self.key_value(context)
+        return self.attend_to(x, *self.key_value(context))
+
+    def attend_to(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """x (B, L, dim) attends to ready keys and values (B or 1, Lk, heads, head_dim)."""
         return self.output(sdpa(self.query(x), k, v))

@@ -40,10 +40,11 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
 
     def forward(
-        self, x: torch.Tensor, e0: torch.Tensor, context: torch.Tensor, self_attend: SelfAttend
+        self, x: torch.Tensor, e0: torch.Tensor, text_kv: tuple[torch.Tensor, torch.Tensor], self_attend: SelfAttend
     ) -> torch.Tensor:
         """x (1, L, dim) model dtype; e0 (G, 6, dim) fp32, L = G * tokens per group;
-        context (1, text_len, dim). Returns (1, L, dim) in the model dtype."""
+        text_kv: this block's text cross-attention keys and values, (1, text_len, heads, head_dim)
+        each (`text_keys_values`). Returns (1, L, dim) in the model dtype."""
         dtype = x.dtype
         length, dim = x.shape[1], x.shape[2]
         groups = e0.shape[0]
@@ -61,14 +62,20 @@ class DiTBlock(nn.Module):
         h = grouped(x).float() + grouped(y).float() * gate1  # fp32 from here
 
         # 2. Text cross-attention, no gate.
-        h = h + self._text_attention(h.reshape(1, length, dim), context, dtype).reshape(h.shape).float()
+        h = h + self._text_attention(h.reshape(1, length, dim), text_kv, dtype).reshape(h.shape).float()
 
         # 3. FFN on the modulated LayerNorm; gated residual in fp32.
         b = (layer_norm(h, self.eps) * (1 + scale2) + shift2).to(dtype)
         h = h + self.ffn(b).float() * gate2
         return h.to(dtype).reshape(1, length, dim)
 
-    def _text_attention(self, h: torch.Tensor, context: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def text_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text cross-attention keys and values: fixed for a video, so computed once per job."""
+        return self.cross_attn.key_value(context)
+
+    def _text_attention(
+        self, h: torch.Tensor, text_kv: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype
+    ) -> torch.Tensor:
         shape = (h.shape[-1],)
         if self.numerics.bf16_before_text_norm:
             # Parity: the official block rounds the stream to bf16 before norm3
@@ -76,4 +83,4 @@ class DiTBlock(nn.Module):
             normed = F.layer_norm(h.to(torch.bfloat16), shape, self.norm3.weight, self.norm3.bias, self.eps)
         else:
             normed = F.layer_norm(h, shape, self.norm3.weight.float(), self.norm3.bias.float(), self.eps)
-        return self.cross_attn.cross(normed.to(dtype), context)
+        return self.cross_attn.attend_to(normed.to(dtype), *text_kv)

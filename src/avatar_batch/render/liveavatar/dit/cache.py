@@ -3,7 +3,10 @@
 * `CondCache`: one per video. The sink prefill stores, per layer, the
   UN-rotated keys and the values of the reference + motion tokens, with their
   RoPE positions; every denoising call re-rotates the keys with a rolled
-  reference position, so nothing rotated is kept.
+  reference position, so nothing rotated is kept. It also keeps each layer's
+  text cross-attention keys and values: the prompt is fixed for a video, so
+  they are computed once instead of in every denoising call, and the
+  timestep modulation rows of each timestep the sampler uses.
 * `StepCache`: one per denoising step ("timestep forcing": cache i only ever
   holds keys/values produced at noise level t_i). A ring of
   `window_latent_frames` latent frames per layer; a block of latent frames
@@ -89,6 +92,8 @@ class CondCache:
     length_tokens: int = 0
     positions: torch.Tensor | None = None  # (length, 3) int64 RoPE positions at prefill
     ref_tokens: int = 0  # the first ref_tokens entries are the reference (their time rolls)
+    text: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer (1, text_len, H, D)
+    modulation: dict[float, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # t -> e, e0 rows
 
     @property
     def capacity_tokens(self) -> int:

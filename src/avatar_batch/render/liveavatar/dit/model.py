@@ -9,13 +9,15 @@ Two entry points, both under `torch.no_grad()`:
 * `prefill_sink(ref_latent, motion_latents, context, cond_cache)` runs the
   reference + FramePack motion tokens through every layer at t = 0 (full
   attention among themselves, text cross-attention, no audio) and stores each
-  layer's un-rotated keys and values in `cond_cache`. Its output is unused.
-* `denoise_block(block, context, step_cache, cond_cache)` runs the noisy
-  tokens of one block at one denoising step. Each layer writes its rotated keys
-  and values into `step_cache` (the cache of that step) and attends to the
-  written ring slots plus the sink keys, re-rotated with the reference placed
-  at `30 + max(0, f0 - (30 - sink_distance))` (spec §2.9). Returns the flow
-  velocity v = noise - x0 for the block's latents.
+  layer's un-rotated keys and values in `cond_cache`, with each layer's text
+  cross-attention keys and values. Its output is unused.
+* `denoise_block(block, step_cache, cond_cache)` runs the noisy tokens of one
+  block at one denoising step. Each layer writes its rotated keys and values
+  into `step_cache` (the cache of that step) and attends to the written ring
+  slots plus the sink keys, re-rotated with the reference placed at
+  `30 + max(0, f0 - (30 - sink_distance))` (spec §2.9). Returns the flow
+  velocity v = noise - x0 for the block's latents. `denoise_blocks` runs
+  several such calls, each with its own step cache, as one batch.
 
 Numerics follow the official bf16 run (autocast semantics), and with fp32
 weights reproduce the official fp32 outputs; see `DiTNumerics` for the two
@@ -26,6 +28,7 @@ sampling loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -186,11 +189,12 @@ class CausalS2VDiT(nn.Module):
     def prefill_sink(
         self, ref_latent: torch.Tensor, motion_latents: torch.Tensor, context: torch.Tensor, cond_cache: CondCache
     ) -> None:
-        """ref_latent (C, 1, h, w); motion_latents (C, T, h, w), oldest first (the last 19 are used)."""
+        """ref_latent (C, 1, h, w); motion_latents (C, T, h, w), oldest first (the last 19 are used);
+        context (1, text_len, dim) from `embed_text`, whose per-layer keys and values are kept too."""
         dtype, mask = self.dtype, self.trainable_cond_mask.weight
         _, _, h, w = ref_latent.shape
         grid = TokenGrid(h, w)
-        ref = self._patchify(self.patch_embedding, ref_latent) + mask[REFERENCE]
+        ref = self._patchify(self.patch_embedding, ref_latent[None]) + mask[REFERENCE]
         motion = self.frame_packer(motion_latents.to(device=self.device, dtype=dtype)) + mask[MOTION]
         x = torch.cat([ref, motion], dim=1)  # (1, 2.5 * tokens per frame, dim)
         positions = torch.cat(
@@ -198,40 +202,62 @@ class CausalS2VDiT(nn.Module):
         )
         rope = self._rope(positions)
         _, _, e0_zero = self._time_conditioning(0.0, LATENT_FRAMES_PER_BLOCK)
+        cond_cache.text = [block.text_keys_values(context) for block in self.blocks]
         for layer, block in enumerate(self.blocks):
-            x = block(x, e0_zero[:1], context, self._prefill_attend(layer, rope, cond_cache))
+            x = block(x, e0_zero[:1], cond_cache.text[layer], self._prefill_attend(layer, rope, cond_cache))
         cond_cache.length_tokens = x.shape[1]
         cond_cache.positions = positions
         cond_cache.ref_tokens = ref.shape[1]
 
     @torch.no_grad()
-    def denoise_block(
-        self, block: BlockInputs, context: torch.Tensor, step_cache: StepCache, cond_cache: CondCache
-    ) -> torch.Tensor:
+    def denoise_block(self, block: BlockInputs, step_cache: StepCache, cond_cache: CondCache) -> torch.Tensor:
         """Flow velocity (C, F, h, w) in the model dtype for `block` at the step owning `step_cache`."""
-        _, frames, h, w = block.latents.shape
+        return self.denoise_blocks([block], [step_cache], cond_cache)[0]
+
+    @torch.no_grad()
+    def denoise_blocks(
+        self, blocks: Sequence[BlockInputs], step_caches: Sequence[StepCache], cond_cache: CondCache
+    ) -> torch.Tensor:
+        """Velocities (B, C, F, h, w) of B independent denoising calls run as one batch.
+
+        Call i denoises `blocks[i]` at the step owning `step_caches[i]`; the caches
+        must be distinct (a call writes its block into its cache) and every call
+        must read the same number of ring slots. The sampler batches the calls of
+        one anti-diagonal of (block, step): each depends only on the previous
+        diagonal, so batching changes no result, and B-times larger matrix
+        products use the GPU better than B separate calls."""
+        count = len(blocks)
+        if count == 0 or count != len(step_caches) or len({id(c) for c in step_caches}) != count:
+            raise ValueError("denoise_blocks needs one distinct step cache per block")
+        _, frames, h, w = blocks[0].latents.shape
         grid = TokenGrid(h, w)
-        self._check_block(block, grid, step_cache, cond_cache)
+        for block, cache in zip(blocks, step_caches):
+            self._check_block(block, grid, cache, cond_cache)
+        tokens = frames * grid.tokens_per_frame
+        if len({cache.window(b.first_frame, tokens)[1] for b, cache in zip(blocks, step_caches)}) != 1:
+            raise ValueError("a batch of denoising calls must read equally long cache windows")
         # 1. Conditioning: per-frame audio tokens, noisy tokens (+ pose), timestep modulation.
-        audio_global, audio_local = self._encode_audio(block.audio, frames)
-        x = self._noisy_tokens(block.latents, block.cond_latents)  # (1, F * tokens per frame, dim)
-        e, e0, _ = self._time_conditioning(block.timestep, frames)
-        # 2. Rotations: the block at its global frames, the sink with the reference rolled ahead.
-        rope = self._rope(block_positions(block.first_frame, frames, grid.height, grid.width))
-        cond_positions = cond_cache.positions.clone()
-        cond_positions[: cond_cache.ref_tokens, 0] = rolled_reference_time(block.first_frame, block.sink_distance)
-        cond_rope = self._rope(cond_positions)
-        # 3. The layers, each writing this block into the step cache; audio after the injection layers.
+        audio_global, audio_local = self._encode_audio([b.audio for b in blocks], frames)
+        x = self._noisy_tokens(blocks)  # (1, B * F * tokens per frame, dim)
+        e, e0 = self._block_modulation(blocks, frames, cond_cache)
+        # 2. Rotations: each block at its global frames, the sink with its reference rolled ahead.
+        rope = self._rope(torch.cat([block_positions(b.first_frame, frames, grid.height, grid.width) for b in blocks]))
+        cond_rope = self._rope(torch.cat([self._sink_positions(b, cond_cache) for b in blocks])).batched(count)
+        attend_of = self._denoise_attention(blocks, rope, cond_rope, step_caches, cond_cache)
+        # 3. The layers, each writing the blocks into their step caches; audio after the injection layers.
         for layer, dit_block in enumerate(self.blocks):
-            attend = self._denoise_attend(layer, block.first_frame, rope, cond_rope, step_cache, cond_cache)
-            x = dit_block(x, e0, context, attend)
+            x = dit_block(x, e0, cond_cache.text[layer], attend_of(layer))
             if layer in self._injector_of_layer:
                 x = self.audio_injector.inject(self._injector_of_layer[layer], x, audio_global, audio_local)
-        step_cache.commit(block.first_frame, x.shape[1])
-        # 4. Head per frame, then back to the latent grid.
-        out = self.head(x.reshape(frames, grid.tokens_per_frame, -1), e)  # (F, tokens, prod(patch) * C)
+        for block, cache in zip(blocks, step_caches):
+            cache.commit(block.first_frame, tokens)
+        # 4. Head per frame, then back to the latent grid, one block at a time.
+        out = self.head(x.reshape(count * frames, grid.tokens_per_frame, -1), e)  # (B*F, tokens, patch * C)
         grid_shape = (frames, grid.height, grid.width)
-        return unpatchify(out.reshape(-1, out.shape[-1]), grid_shape, self.config.patch_size, self.config.out_dim)
+        return torch.stack([
+            unpatchify(part.reshape(-1, part.shape[-1]), grid_shape, self.config.patch_size, self.config.out_dim)
+            for part in out.unflatten(0, (count, frames))
+        ])
 
     # --- attention strategies handed to the blocks -----------------------------------
 
@@ -242,67 +268,114 @@ class CausalS2VDiT(nn.Module):
 
         return torch.compiler.disable(attend)
 
-    def _denoise_attend(
+    def _denoise_attention(
         self,
-        layer: int,
-        first_frame: int,
+        blocks: Sequence[BlockInputs],
         rope: RopeMultipliers,
         cond_rope: RopeMultipliers,
-        step_cache: StepCache,
+        step_caches: Sequence[StepCache],
         cond_cache: CondCache,
-    ) -> SelfAttend:
-        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            keys, values = step_cache.write_and_read(layer, first_frame, self.rotate(k, rope), v)
-            cond_k, cond_v = cond_cache.read(layer)
-            keys = torch.cat([keys, self.rotate(cond_k, cond_rope)], dim=1)
-            values = torch.cat([values, cond_v], dim=1)
-            return sdpa(self.rotate(q, rope), keys, values)
+    ) -> Callable[[int], SelfAttend]:
+        """layer -> the self-attention of the batch: each block attends to its own
+        step cache's ring plus the sink rotated for it."""
+        count = len(blocks)
 
-        return torch.compiler.disable(attend)
+        def attend_in(layer: int) -> SelfAttend:
+            def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                q = self.rotate(q, rope).unflatten(1, (count, -1)).flatten(0, 1)  # (B, L, H, D)
+                k = self.rotate(k, rope).unflatten(1, (count, -1)).flatten(0, 1)
+                v = v.unflatten(1, (count, -1)).flatten(0, 1)
+                cond_k, cond_v = cond_cache.read(layer)
+                rings = [
+                    cache.write_and_read(layer, block.first_frame, k[i : i + 1], v[i : i + 1])
+                    for i, (block, cache) in enumerate(zip(blocks, step_caches))
+                ]
+                ring_len, sink_len = rings[0][0].shape[1], cond_k.shape[1]
+                # One (B, ring + sink) buffer per tensor, filled in place: the keys of
+                # one call are its ring followed by the sink, as in the official order.
+                keys = k.new_empty(count, ring_len + sink_len, *k.shape[2:])
+                values = torch.empty_like(keys)
+                for i, (ring_k, ring_v) in enumerate(rings):
+                    keys[i, :ring_len] = ring_k[0]
+                    values[i, :ring_len] = ring_v[0]
+                keys[:, ring_len:] = self.rotate(cond_k, cond_rope)
+                values[:, ring_len:] = cond_v
+                return sdpa(q, keys, values).flatten(0, 1)[None]
+
+            return torch.compiler.disable(attend)
+
+        return attend_in
 
     # --- helpers --------------------------------------------------------------------
 
-    def _patchify(self, conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
-        """(C, F, h, w) -> (1, F * h/2 * w/2, dim) tokens in (frame, row, col) order."""
-        out = conv(latents[None].to(device=self.device, dtype=self.dtype))
-        return out.flatten(2).transpose(1, 2)
+    def _sink_positions(self, block: BlockInputs, cond_cache: CondCache) -> torch.Tensor:
+        positions = cond_cache.positions.clone()
+        positions[: cond_cache.ref_tokens, 0] = rolled_reference_time(block.first_frame, block.sink_distance)
+        return positions
 
-    def _noisy_tokens(self, latents: torch.Tensor, cond_latents: torch.Tensor | None) -> torch.Tensor:
+    def _patchify(self, conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, h, w) -> (1, B * F * h/2 * w/2, dim) tokens in (batch, frame, row, col) order."""
+        tokens = conv(latents.to(device=self.device, dtype=self.dtype)).flatten(2).transpose(1, 2)
+        # One block keeps the conv's channel-major layout, as the official model does:
+        # the first layer's matrix products then round exactly as its own.
+        return tokens if tokens.shape[0] == 1 else tokens.reshape(1, -1, tokens.shape[-1])
+
+    def _noisy_tokens(self, blocks: Sequence[BlockInputs]) -> torch.Tensor:
+        latents = torch.stack([b.latents.to(device=self.device) for b in blocks])
         x = self._patchify(self.patch_embedding, latents)
         if self.cond_encoder is not None:
             # An audio-only run feeds all-zero pose latents (spec §2.8): only the bias remains.
-            cond = torch.zeros_like(latents) if cond_latents is None else cond_latents
+            cond = torch.stack([
+                torch.zeros_like(b.latents) if b.cond_latents is None else b.cond_latents for b in blocks
+            ])
             x = x + self._patchify(self.cond_encoder, cond)
         return x + self.trainable_cond_mask.weight[NOISY]
 
     def _time_conditioning(self, timestep: float, frames: int) -> tuple[torch.Tensor, ...]:
         """e (F, dim), e0 (F, 6, dim) at t and e0 (F, 6, dim) at t = 0, all fp32.
 
-        t and 0 go through the MLPs as one batch, like the official zero-timestep slot."""
+        t and 0 go through the MLPs as one batch of 2F rows, like the official
+        zero-timestep slot: the fp32 products round with the batch size, so the
+        same batch keeps the numbers exactly the official ones."""
         # The official loop hands the timestep over as float32 before the float64 sinusoid.
-        t = torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32, device=self.device)
+        t = torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32).to(self.device, non_blocking=True)
         sinusoid = timestep_sinusoid(self.config.freq_dim, t).float()
         e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], sinusoid)))
         e0 = linear_fp32(self.time_projection[1], F.silu(e)).unflatten(1, (6, self.config.dim))
         return e[:frames], e0[:frames], e0[frames:]
 
-    def _encode_audio(self, audio: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(25, audio_dim, 4F) -> global (F, dim), local (F, tokens+1, dim).
+    def _block_modulation(
+        self, blocks: Sequence[BlockInputs], frames: int, cond_cache: CondCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """e (B*F, dim) and e0 (B*F, 6, dim) of a batch; each timestep's rows are
+        computed once per video (a sampler uses 3 or 4 timesteps) and kept in the cond cache."""
+        for block in blocks:
+            if block.timestep not in cond_cache.modulation:
+                e, e0, _ = self._time_conditioning(block.timestep, frames)
+                cond_cache.modulation[block.timestep] = (e, e0)
+        rows = [cond_cache.modulation[block.timestep] for block in blocks]
+        return torch.cat([e for e, _ in rows]), torch.cat([e0 for _, e0 in rows])
+
+    def _encode_audio(self, audio: Sequence[torch.Tensor], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """B x (25, audio_dim, 4F) -> global (B*F, dim), local (B*F, tokens+1, dim).
 
         Each block is encoded alone: `motion_frames` copies of its first audio frame
         stand in for history, and the outputs for that fake history are dropped."""
-        if audio.shape[-1] != AUDIO_FRAMES_PER_LATENT * frames:
-            need = AUDIO_FRAMES_PER_LATENT * frames
-            raise ValueError(f"a block of {frames} latent frames needs {need} audio frames, got {audio.shape[-1]}")
+        need = AUDIO_FRAMES_PER_LATENT * frames
+        for features in audio:
+            if features.shape[-1] != need:
+                raise ValueError(
+                    f"a block of {frames} latent frames needs {need} audio frames, got {features.shape[-1]}"
+                )
         history = self.config.motion_frames
-        audio = audio.to(device=self.device)
-        feats = torch.cat([audio[..., :1].expand(*audio.shape[:-1], history), audio], dim=-1)[None]
+        stacked = torch.stack([features.to(device=self.device) for features in audio])  # (B, 25, audio_dim, 4F)
+        feats = torch.cat([stacked[..., :1].expand(*stacked.shape[:-1], history), stacked], dim=-1)
         glob, local = self.casual_audio_encoder(feats)
         drop = (history + AUDIO_FRAMES_PER_LATENT - 1) // AUDIO_FRAMES_PER_LATENT  # latents of the history
-        glob, local = glob[0, drop:, 0], local[0, drop:]
-        if glob.shape[0] != frames:
-            raise ValueError(f"audio encoder gave {glob.shape[0]} steps for {frames} latent frames")
-        return glob, local
+        glob, local = glob[:, drop:, 0], local[:, drop:]
+        if glob.shape[1] != frames:
+            raise ValueError(f"audio encoder gave {glob.shape[1]} steps for {frames} latent frames")
+        return glob.flatten(0, 1), local.flatten(0, 1)
 
     def _rope(self, positions: torch.Tensor) -> RopeMultipliers:
         return rope_multipliers(
