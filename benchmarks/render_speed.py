@@ -36,7 +36,9 @@ from avatar_batch.render.liveavatar.dit.compiled import compile_blocks, compile_
 from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
 from avatar_batch.render.liveavatar.dit.rope import apply_rope
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
-from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances, stream_frames
+from avatar_batch.render.liveavatar.memory import use_expandable_segments
+from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances
+from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 from avatar_batch.render.liveavatar.telemetry import PhaseClock, peak_rss_gib
 from avatar_batch.render.liveavatar.vae import Vae
@@ -132,7 +134,9 @@ def conditioning(dit, vae, geometry: ClipGeometry, device, dtype) -> Conditionin
     )
 
 
-def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list, max_batch: int | None) -> dict:
+def run_case(
+    case: Case, dit, vae, clips: int, device, dtype, latents: list, max_batch: int | None, overlap: bool
+) -> dict:
     started = time.perf_counter()
     compiled = dit.rotate is not apply_rope
     on_gpu = device.type == "cuda"
@@ -143,12 +147,14 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list, max
     check_geometry(geometry, case.steps)
     cond = conditioning(dit, vae, geometry, device, dtype)
     plan = SamplingPlan(geometry, dmd_schedule(case.steps), seed=420)
-    clock = PhaseClock(synchronize=torch.cuda.synchronize if on_gpu else None)
+    # Synchronising phase boundaries would serialise the side-stream decode: with
+    # overlap only the sum of the phases is exact.
+    clock = PhaseClock(synchronize=torch.cuda.synchronize if on_gpu and not overlap else None)
     encoder = Encoder(width, height, Path("/tmp") / f"bench-{width}x{height}.mp4")
     clip_done_s = []
     sampled = sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan), max_batch=max_batch)
     blocks = recorded(sampled, latents, 4)
-    frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock)
+    frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock, overlap=overlap)
     for index, frame in enumerate(frames):
         encoder.write(frame)
         if (index + 1) % 48 == 0:
@@ -158,7 +164,7 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list, max
     return {
         "size": case.size, "width": width, "height": height, "steps": case.steps,
         "precision": case.precision, "compiled": compiled, "clips": clips,
-        "max_batch": max_batch or case.steps,
+        "max_batch": max_batch or case.steps, "overlap_decode": overlap,
         "fps": round(48 * (clips - 1) / steady_s, 2),
         "first_clip_s": round(clip_done_s[0] - started, 2),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else 0.0,
@@ -166,6 +172,19 @@ def run_case(case: Case, dit, vae, clips: int, device, dtype, latents: list, max
         "phases": {k: round(v, 2) for k, v in clock.seconds.items()},
         "encoder": "libx264 veryfast (ffmpeg)" if encoder.program else "none on this machine",
     }
+
+
+def _without_out(argv: list[str]) -> list[str]:
+    """The command line minus `--out PATH` (where a run wrote is not part of how to repeat it)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
 
 
 def main() -> None:
@@ -176,10 +195,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager DiT blocks")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu to check the harness with --config tiny")
+    parser.add_argument("--no-overlap", dest="overlap", action="store_false",
+                        help="decode on the sampler's stream (default: a second stream when memory allows)")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="denoising calls per batch (default: the step count; 1 = one call at a time)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda":
+        use_expandable_segments()  # as the runner does, before the first CUDA allocation
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = CONFIG_14B if args.config == "14b" else CONFIG_TINY
     began = time.perf_counter()
@@ -196,7 +219,14 @@ def main() -> None:
             quantise_linears_fp8(dit)
             quantised = True
         latents: list = []
-        run = run_case(case, dit, vae, args.clips, device, dtype, latents, args.max_batch)
+        try:
+            run = run_case(case, dit, vae, args.clips, device, dtype, latents, args.max_batch, args.overlap)
+        except torch.OutOfMemoryError as error:  # recorded, and the other cases still run
+            run = {"size": case.size, "steps": case.steps, "precision": case.precision, "error": str(error)[:200]}
+            torch.cuda.empty_cache()
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+            continue
         key = (case.size, case.steps)
         if case.precision == "bf16":
             bf16_latents.setdefault(key, latents)
@@ -211,7 +241,7 @@ def main() -> None:
     result = {
         "device": device_name, "torch": torch.__version__, "config": args.config,
         "build_s": round(build_s, 1), "compile": compile_stats() if args.compile else None,
-        "command": "python -m benchmarks.render_speed " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.render_speed " + " ".join(_without_out(sys.argv[1:])),
         "runs": runs,
     }
     out = args.out or RESULTS / f"{name}-{datetime.now(timezone.utc):%Y%m%d}.json"
@@ -219,6 +249,9 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'size':>8} {'steps':>5} {'prec':>5} {'fps':>7} {'first':>7} {'gpu GiB':>8}")
     for r in runs:
+        if "error" in r:
+            print(f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} out of memory")
+            continue
         print(f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} {r['fps']:>7} {r['first_clip_s']:>7} {r['peak_gpu_gib']:>8}")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_batch.render.liveavatar import sampler as sampler_module
+from avatar_batch.render.liveavatar import streaming as streaming_module
 from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
 from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
@@ -29,10 +29,9 @@ from avatar_batch.render.liveavatar.sampler import (
     sample_blocks,
     seeded_noise,
     sink_distances,
-    stream_frames,
-    to_uint8_frames,
 )
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
+from avatar_batch.render.liveavatar.streaming import side_decode_fits, stream_frames, to_uint8_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.vae import load_vae, write_tiny_vae
 
@@ -257,20 +256,40 @@ def test_streamed_decode_equals_one_shot_decode(vae):
     dropped = list(stream_frames(blocks, vae.stream_decoder(), prime, PhaseClock(), drop_first_frames=3))
     assert len(dropped) == 33
     assert all(np.array_equal(a, b) for a, b in zip(dropped, frames[3:]))
+    # Off CUDA, asking for a side-stream decode falls back to the same frames.
+    assert not side_decode_fits(torch.device("cpu"), PX, PX)
+    overlapped = list(stream_frames(blocks, vae.stream_decoder(), prime, PhaseClock(), overlap=True))
+    assert all(np.array_equal(a, b) for a, b in zip(overlapped, frames)) and len(overlapped) == 36
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_side_stream_decode_gives_the_same_frames_on_cuda(tmp_path):
+    write_tiny_vae(tmp_path, CONFIG_TINY.vae, seed=3)
+    vae = load_vae(tmp_path, device="cuda", dtype=torch.bfloat16, sizes=CONFIG_TINY.vae)
+    g = torch.Generator().manual_seed(6)
+    prime = torch.randn(16, 3, LAT, LAT, generator=g).cuda()
+    blocks = [torch.randn(16, 3, LAT, LAT, generator=g).cuda() for _ in range(4)]
+    clock = PhaseClock()
+    plain = list(stream_frames(iter(blocks), vae.stream_decoder(), prime, clock))
+    assert side_decode_fits(torch.device("cuda"), PX, PX)
+    overlapped = list(stream_frames(iter(blocks), vae.stream_decoder(), prime, clock, overlap=True))
+    assert len(plain) == len(overlapped) == 48
+    assert all(np.array_equal(a, b) for a, b in zip(plain, overlapped))
 
 
 def test_nothing_accumulates_while_frames_are_pulled(dit, vae, monkeypatch):
     """Latents and decoded blocks must die as soon as their frames are out: at most
     the current block of each is alive whatever the video's length."""
     alive: list[weakref.ref] = []
-    real_to_uint8 = sampler_module.to_uint8_frames
+    real_to_uint8 = streaming_module.to_uint8_frames
 
     def recording_to_uint8(video):
         frames = real_to_uint8(video)
         alive.extend([weakref.ref(video), weakref.ref(frames)])
         return frames
 
-    monkeypatch.setattr(sampler_module, "to_uint8_frames", recording_to_uint8)
+    monkeypatch.setattr(streaming_module, "to_uint8_frames", recording_to_uint8)
     plan = make_plan(num_clips=3)
     cond = make_cond(dit, plan)
     blocks = sample_blocks(dit, cond, plan, sink_distances(plan.seed), seeded_noise(plan))

@@ -210,3 +210,16 @@ def test_wrong_key_names_file_and_key(tiny_dir, tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(WeightsError, match=VAE_FILENAME):
         load_vae(tmp_path, device="cpu", dtype=torch.float32)
+
+
+def test_streaming_chunk_size_follows_the_memory_there_is(vae, monkeypatch):
+    from avatar_batch.render.liveavatar import vae as vae_module
+
+    assert vae_module.latents_per_call(torch.device("cpu"), 384, 704) == vae_module.CHUNK_LATENTS
+    assert vae_module.decode_bytes(3, 384, 704) == 3 * vae_module.decode_bytes(1, 384, 704)
+    latents = _latents(7, seed=6)
+    chunked = vae.stream_decoder().decode_chunk(latents)
+    # Where memory is short the decoder takes one latent per call: same frames, to rounding.
+    monkeypatch.setattr(vae_module, "latents_per_call", lambda *_: 1)
+    single = vae.stream_decoder().decode_chunk(latents)
+    torch.testing.assert_close(single, chunked, atol=1e-5, rtol=1e-5)

@@ -14,6 +14,11 @@ never offloads it either). The host is the seam where block-level DiT offload
 or fp8 placement can plug in later: a new placement policy changes `_park_device`
 and `lend`, the sampler does not change.
 
+`use_expandable_segments` lets the CUDA allocator grow segments instead of
+carving fixed ones: a 704x384 bf16 run leaves ~4 GiB beside the DiT's caches,
+and with fixed segments the decoder's 0.4 GiB blocks did not fit among the
+free pieces (2.9 GiB reserved but unallocated at the failure).
+
 `out_of_memory_guard` turns `torch.cuda.OutOfMemoryError` into the project's
 `OutOfMemoryError` after dropping every tensor the failed computation still
 referenced (its frames' locals) and returning cached blocks to the driver, so
@@ -24,6 +29,7 @@ same process.
 from __future__ import annotations
 
 import gc
+import os
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +43,18 @@ OFFLOAD_MODES = ("none", "model")
 CPU = torch.device("cpu")
 
 Mover = Callable[[Any, torch.device], Any]  # returns the component on that device
+
+
+ALLOCATOR_SETTING = "PYTORCH_CUDA_ALLOC_CONF"
+
+
+def use_expandable_segments() -> bool:
+    """Ask for expandable allocator segments unless the user chose settings or
+    CUDA already allocated (the allocator reads them once). True if set here."""
+    if ALLOCATOR_SETTING in os.environ or torch.cuda.is_initialized():
+        return False
+    os.environ[ALLOCATOR_SETTING] = "expandable_segments:True"
+    return True
 
 
 def move_with_to(component: Any, device: torch.device) -> Any:

@@ -45,16 +45,16 @@ from avatar_batch.render.liveavatar.conditioning import (
 from avatar_batch.render.liveavatar.dit.compiled import compile_blocks
 from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
-from avatar_batch.render.liveavatar.memory import ComponentHost
+from avatar_batch.render.liveavatar.memory import ComponentHost, use_expandable_segments
 from avatar_batch.render.liveavatar.sampler import (
     SamplerOptions,
     SamplingPlan,
     sample_blocks,
     seeded_noise,
     sink_distances,
-    stream_frames,
 )
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
+from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
 from avatar_batch.render.liveavatar.vae import Vae, load_vae
@@ -96,6 +96,8 @@ class LiveAvatarRunner:
     def __init__(self, weights_dir: Path, runtime: Runtime):
         self.layout = CheckpointLayout.at(Path(weights_dir))
         self.runtime = runtime
+        if runtime.device.type == "cuda":
+            use_expandable_segments()  # before the first CUDA allocation
         self.dit = None
         self.host: ComponentHost | None = None
         self._portraits: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -179,7 +181,10 @@ class LiveAvatarRunner:
             distances = sink_distances(plan.sampling.seed, options.sink_distance)
             blocks = sample_blocks(self.dit, cond, plan.sampling, distances, seeded_noise(plan.sampling))
             prime = cond.motion_latents[:, -options.decoder_prime_latents :]
-            yield from stream_frames(blocks, vae.stream_decoder(), prime, clock, options.drop_first_frames)
+            # Decoding beside the sampler pays on CUDA; the frames are the same either way.
+            yield from stream_frames(
+                blocks, vae.stream_decoder(), prime, clock, options.drop_first_frames, overlap=True
+            )
 
     def close(self) -> None:
         self.dit = None

@@ -28,9 +28,7 @@ first, so every block decodes to exactly 12 frames that belong to the block's
 k shows audio frame k from t = 0. `drop_first_frames=3` restores the official
 offset for comparisons.
 
-Streaming. Each finished block goes to the stream decoder at once and its 12
-frames leave as uint8 arrays before the next block is sampled; the caller
-pulls frames, so neither latents nor frames accumulate, however long the video.
+Blocks leave one at a time as they finish; `streaming.py` decodes them.
 """
 
 from __future__ import annotations
@@ -38,9 +36,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
 from avatar_batch.render.image import PAD_MODES
@@ -48,7 +45,6 @@ from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT, StepCache, TokenGrid
 from avatar_batch.render.liveavatar.limits import LATENT_FRAMES_PER_BLOCK, VIDEO_FRAMES_PER_BLOCK, ClipGeometry
 from avatar_batch.render.liveavatar.schedule import Schedule
-from avatar_batch.render.liveavatar.telemetry import PhaseClock
 
 SINK_DISTANCE_RANGE = (4, 30)  # inclusive, the official randint bounds
 LATENT_CHANNELS = 16
@@ -202,44 +198,3 @@ def _batches(
     for group in by_window.values():
         for start in range(0, len(group), limit):
             yield group[start : start + limit]
-
-
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """(1, 3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8, truncating as the official writer."""
-    scaled = (video[0].float().clamp(-1.0, 1.0) + 1.0) * 127.5
-    return scaled.to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu().numpy()
-
-
-def stream_frames(
-    blocks: Iterable[torch.Tensor],
-    decoder,
-    prime_latents: torch.Tensor,
-    clock: PhaseClock,
-    drop_first_frames: int = 0,
-) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 frames, decoded block by block with `decoder` (a VAE
-    stream decoder) primed with `prime_latents` (16, n, h, w)."""
-    with clock.phase("decode"):
-        decoder.prime(prime_latents[None])
-    frames = _decoded(iter(blocks), decoder, clock)
-    try:
-        yield from islice(frames, drop_first_frames, None)
-    finally:
-        frames.close()
-
-
-def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
-    try:
-        while True:
-            with clock.phase("sampling"):
-                latents = next(blocks, None)
-            if latents is None:
-                return
-            with clock.phase("decode"):
-                frames = to_uint8_frames(decoder.decode_chunk(latents[None]))  # (12, H, W, 3)
-            del latents
-            yield from frames
-    finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()

@@ -314,6 +314,33 @@ class Vae:
         return StreamDecoder(self)
 
 
+# Latents per decoder call once streaming: one sampler block, 12 frames of activations.
+CHUNK_LATENTS = 3
+# Peak live decoder memory per output frame and pixel: the full-resolution
+# upsampler's fp32 output of 192 channels (768 B) and about two more of its size
+# (a 704x384 call of 12 frames allocated 2.32 GiB for that output alone on an H100).
+DECODE_BYTES_PER_FRAME_PIXEL = 3 * 192 * 4
+FRAMES_PER_LATENT = 4
+
+
+def decode_bytes(num_latents: int, height_px: int, width_px: int) -> int:
+    """Device memory one decoder call over `num_latents` streaming latents may need."""
+    return num_latents * FRAMES_PER_LATENT * height_px * width_px * DECODE_BYTES_PER_FRAME_PIXEL
+
+
+def latents_per_call(device: torch.device, height_px: int, width_px: int) -> int:
+    """CHUNK_LATENTS where the device has room for it, fewer where it has not (a
+    704x384 bf16 run leaves about 4 GiB beside the DiT's caches); the CPU always has room."""
+    if device.type != "cuda":
+        return CHUNK_LATENTS
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    free_bytes += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    for count in range(CHUNK_LATENTS, 1, -1):
+        if decode_bytes(count, height_px, width_px) <= free_bytes:
+            return count
+    return 1
+
+
 def _num_causal_convs(module: torch.nn.Module) -> int:
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
@@ -344,20 +371,30 @@ class StreamDecoder:
         return torch.cat(self._run(latents, keep=True), dim=2)
 
     def _run(self, latents: torch.Tensor, keep: bool) -> list[torch.Tensor]:
-        """Decode latent by latent, as diffusers does, but with our own cache
-        that outlives the call. Discarded frames are dropped one at a time so
-        priming with a long context costs no memory."""
+        """Decode with our own cache that outlives the call. The very first latent
+        goes alone (diffusers' `first_chunk`); after it, up to `CHUNK_LATENTS`
+        latents go through the decoder at once, as memory allows: every layer is
+        causal in time and per-frame otherwise, so this equals decoding them one
+        by one (to rounding) with a third of the kernel launches and larger
+        convolutions (48 frames at 704x384 on an H100: 0.84 s -> 0.77 s)."""
         model, frames = self._vae.model, []
         with torch.no_grad(), self._vae.autocast():
             x = model.post_quant_conv(self._vae.denormalise(latents))  # 1x1x1 conv: no temporal state
-            for i in range(x.shape[2]):
+            height_px, width_px = x.shape[-2] * self._vae.spatial_stride, x.shape[-1] * self._vae.spatial_stride
+            # Priming runs before the sampler allocates its caches: large transient
+            # blocks then would fragment the cache they fill, so it goes latent by latent.
+            chunk = latents_per_call(x.device, height_px, width_px) if keep else 1
+            if self.num_latents_seen == 0:
+                pieces = [x[:, :, :1], *x[:, :, 1:].split(chunk, dim=2)]
+            else:
+                pieces = list(x.split(chunk, dim=2))
+            for piece in pieces:
+                if piece.shape[2] == 0:
+                    continue
                 out = model.decoder(
-                    x[:, :, i : i + 1],
-                    feat_cache=self._feat_cache,
-                    feat_idx=[0],
-                    first_chunk=self.num_latents_seen == 0,
+                    piece, feat_cache=self._feat_cache, feat_idx=[0], first_chunk=self.num_latents_seen == 0
                 )
-                self.num_latents_seen += 1
+                self.num_latents_seen += piece.shape[2]
                 if keep:
                     frames.append(out.float().clamp(-1.0, 1.0))
         return frames

@@ -1,0 +1,153 @@
+"""Streaming decode of sampled blocks into uint8 frames.
+
+Each finished block goes to the VAE stream decoder at once and its 12 frames
+leave as uint8 arrays; the caller pulls frames, so neither latents nor frames
+accumulate, however long the video.
+
+On a CUDA device with memory to spare, a block is decoded on a second stream
+while the sampler already queues the next block's denoising calls: the
+decoder's convolutions fill the gaps the DiT leaves (launch gaps, memory-bound
+kernels), and the frames reach the host through pinned memory. The arithmetic
+is the same either way, so the frames are identical; only their timing moves.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from avatar_batch.render.liveavatar.telemetry import PhaseClock
+from avatar_batch.render.liveavatar.vae import CHUNK_LATENTS, decode_bytes
+
+# Free device memory kept beyond a block's decode before decoding beside the
+# sampler: the second stream cannot reuse the sampler's cached blocks, and the
+# sampler's own peak comes in the middle of a batch of calls.
+SIDE_DECODE_SLACK_BYTES = 2 * 2**30
+
+
+def to_uint8_video(video: torch.Tensor) -> torch.Tensor:
+    """(1, 3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8 on video's device, truncating as the official writer."""
+    scaled = (video[0].float().clamp(-1.0, 1.0) + 1.0) * 127.5
+    return scaled.to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8 on the host."""
+    return to_uint8_video(video).cpu().numpy()
+
+
+def side_decode_fits(device: torch.device, height_px: int, width_px: int) -> bool:
+    """Whether a block can be decoded on a second stream without squeezing the sampler."""
+    if device.type != "cuda":
+        return False
+    need_bytes = decode_bytes(CHUNK_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    cached_bytes = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if free_bytes < need_bytes <= free_bytes + cached_bytes:
+        # Blocks cached by an earlier, larger job belong to the sampler's stream:
+        # hand them back once so the second stream can have the room.
+        torch.cuda.empty_cache()
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    return free_bytes >= need_bytes
+
+
+def stream_frames(
+    blocks: Iterable[torch.Tensor],
+    decoder,
+    prime_latents: torch.Tensor,
+    clock: PhaseClock,
+    drop_first_frames: int = 0,
+    overlap: bool = False,
+) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 frames, decoded block by block with `decoder` (a VAE
+    stream decoder) primed with `prime_latents` (16, n, h, w). `overlap` decodes
+    on a second CUDA stream while the next block is sampled, when memory allows."""
+    with clock.phase("decode"):
+        decoder.prime(prime_latents[None])
+    decode = _overlapped if overlap and prime_latents.device.type == "cuda" else _decoded
+    frames = decode(iter(blocks), decoder, clock)
+    try:
+        yield from islice(frames, drop_first_frames, None)
+    finally:
+        frames.close()
+
+
+def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
+    try:
+        for latents in _sampled(blocks, clock):
+            with clock.phase("decode"):
+                frames = to_uint8_frames(decoder.decode_chunk(latents[None]))  # (12, H, W, 3)
+            del latents
+            yield from frames
+    finally:
+        _close(blocks)
+
+
+def _overlapped(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
+    """Block b is queued for decoding on `side`, then block b - 1's frames are handed
+    out, then block b + 1's calls are queued: the GPU decodes b while it samples
+    b + 1. Until memory allows a second stream, blocks decode as in `_decoded`.
+    The clock charges sampling with the host's queueing time and decode with the
+    wait for frames; their sum is exact."""
+    side: torch.cuda.Stream | None = None
+    pending = None  # block b - 1: (event after its frames reach the host, pinned frames)
+    try:
+        for latents in _sampled(blocks, clock):
+            height_px, width_px = latents.shape[-2] * 8, latents.shape[-1] * 8
+            if side is None and side_decode_fits(latents.device, height_px, width_px):
+                side = torch.cuda.Stream(latents.device)
+            if side is None:
+                with clock.phase("decode"):
+                    frames = to_uint8_frames(decoder.decode_chunk(latents[None]))
+                del latents
+                yield from frames
+                continue
+            queued = _queue_decode(latents, decoder, side)
+            del latents
+            if pending is not None:
+                yield from _wait(pending, clock)
+            pending = queued
+        if pending is not None:
+            yield from _wait(pending, clock)
+    finally:
+        _close(blocks)
+
+
+def _sampled(blocks: Iterator[torch.Tensor], clock: PhaseClock) -> Iterator[torch.Tensor]:
+    while True:
+        with clock.phase("sampling"):
+            latents = next(blocks, None)
+        if latents is None:
+            return
+        yield latents
+
+
+def _queue_decode(latents: torch.Tensor, decoder, side: torch.cuda.Stream) -> tuple[torch.cuda.Event, torch.Tensor]:
+    sampled = torch.cuda.Event()
+    sampled.record()  # on the sampler's stream, after the block's last call
+    with torch.cuda.stream(side):
+        side.wait_event(sampled)
+        frames = to_uint8_video(decoder.decode_chunk(latents[None]))
+        host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(frames, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(side)
+    # The sampler's allocator must not hand the block's memory out again before `side` has read it.
+    latents.record_stream(side)
+    return done, host
+
+
+def _wait(pending: tuple[torch.cuda.Event, torch.Tensor], clock: PhaseClock) -> Iterator[np.ndarray]:
+    done, host = pending
+    with clock.phase("decode"):
+        done.synchronize()
+    yield from host.numpy()
+
+
+def _close(blocks: Iterator[torch.Tensor]) -> None:
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()
