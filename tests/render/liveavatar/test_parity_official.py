@@ -17,34 +17,24 @@ from avatar_batch.render.liveavatar.dit import BlockInputs, rolled_reference_tim
 
 TOLERANCE = 1e-5
 
-from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES, official_calls, official_dit  # noqa: E402
+from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES, needs_official_fixtures  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "README.md").is_file(), reason="official fixtures not present")
-
-
-@pytest.fixture(scope="module")
-def recorded():
-    return official_calls()
+pytestmark = needs_official_fixtures
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return official_dit(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="module")
-def replay(model, recorded):
+def replay(official_model, recorded):
     """Run the prefill and all calls once; keep what each test compares."""
     meta, tensors = recorded
     geometry = meta["geometry"]
     height, width = geometry["height_px"], geometry["width_px"]
     window = geometry["ring_tokens"] // geometry["frame_seq_len_tokens"]
-    context = model.embed_text(tensors["context"])
-    cond = model.new_cond_cache(height, width)
-    steps = model.new_step_caches(height, width, geometry["steps"], window_latent_frames=window)
-    model.prefill_sink(tensors["prefill.ref_latents"][0], tensors["prefill.motion_latents"][0], context, cond)
+    context = official_model.embed_text(tensors["context"])
+    cond = official_model.new_cond_cache(height, width)
+    steps = official_model.new_step_caches(height, width, geometry["steps"], window_latent_frames=window)
+    official_model.prefill_sink(tensors["prefill.ref_latents"][0], tensors["prefill.motion_latents"][0], context, cond)
     prefill = [(cond.keys[i][:, : cond.length_tokens].clone(), cond.values[i][:, : cond.length_tokens].clone())
-               for i in range(model.config.num_layers)]
+               for i in range(official_model.config.num_layers)]
     velocities, written = [], None
     for call in meta["calls"]:
         n = call["index"]
@@ -56,7 +46,7 @@ def replay(model, recorded):
             first_frame=call["f0"],
             sink_distance=call["sink_distance_d"],
         )
-        velocities.append(model.denoise_block(block, steps[call["step"]], cond))
+        velocities.append(official_model.denoise_block(block, steps[call["step"]], cond))
         if n == 0:
             tokens = geometry["block_tokens"]
             written = (steps[0].keys[0][:, :tokens].clone(), steps[0].values[0][:, :tokens].clone())
@@ -95,13 +85,13 @@ def test_reference_positions_roll_as_recorded(recorded):
         assert rolled_reference_time(call["f0"], call["sink_distance_d"]) == call["ref_time_position"]
 
 
-def test_causal_audio_encoder_matches(model):
+def test_causal_audio_encoder_matches(official_model):
     tensors = load_file(str(FIXTURES / "audio_encoder.safetensors"))
     audio = tensors["input"][0]  # (25, audio_dim, 12)
-    history = audio[..., :1].expand(*audio.shape[:-1], model.config.motion_frames)
-    glob_all, local_all = model.casual_audio_encoder(torch.cat([history, audio], dim=-1)[None])
+    history = audio[..., :1].expand(*audio.shape[:-1], official_model.config.motion_frames)
+    glob_all, local_all = official_model.casual_audio_encoder(torch.cat([history, audio], dim=-1)[None])
     assert max_diff(glob_all, tensors["a_glob_all"]) <= TOLERANCE
     assert max_diff(local_all, tensors["a_loc_all"]) <= TOLERANCE
-    glob, local = model._encode_audio(audio, 3)
+    glob, local = official_model._encode_audio([audio], 3)
     assert max_diff(glob, tensors["a_glob"][0, :, 0]) <= TOLERANCE
     assert max_diff(local, tensors["a_loc"][0]) <= TOLERANCE

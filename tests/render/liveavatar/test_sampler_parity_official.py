@@ -24,19 +24,9 @@ from avatar_batch.render.liveavatar.schedule import dmd_schedule
 RELATIVE_TOLERANCE = 1e-4
 SINK_SEED = 1234  # the recording's sink-distance RNG seed (README: "Sink-distance sequence")
 
-from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES, official_calls, official_dit  # noqa: E402
+from tests.render.liveavatar.conftest import needs_official_fixtures  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "README.md").is_file(), reason="official fixtures not present")
-
-
-@pytest.fixture(scope="module")
-def recorded():
-    return official_calls()
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return official_dit(tmp_path_factory.mktemp("weights"))
+pytestmark = needs_official_fixtures
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +50,15 @@ def test_our_random_sources_reproduce_the_recorded_ones(recorded, plan):
 
 
 @pytest.mark.parametrize("max_batch", [1, None], ids=["one-call-at-a-time", "batched-wavefront"])
-def test_final_latents_match_the_official_loop(model, recorded, plan, max_batch):
+def test_final_latents_match_the_official_loop(official_model, recorded, plan, max_batch):
     _, tensors = recorded
     cond = Conditioning(
-        context=model.embed_text(tensors["context"]),
+        context=official_model.embed_text(tensors["context"]),
         audio=tensors["audio_emb"][0],
         ref_latent=tensors["prefill.ref_latents"][0],
         motion_latents=tensors["prefill.motion_latents"][0],
     )
-    blocks = list(sample_blocks(model, cond, plan, sink_distances(SINK_SEED), seeded_noise(plan), max_batch))
+    blocks = list(sample_blocks(official_model, cond, plan, sink_distances(SINK_SEED), seeded_noise(plan), max_batch))
     per_clip = plan.geometry.blocks_per_clip
     for clip in range(plan.geometry.num_clips):
         ours = torch.cat(blocks[per_clip * clip : per_clip * (clip + 1)], dim=1)

@@ -78,10 +78,7 @@ def stream_frames(
 def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
     try:
         for latents in _sampled(blocks, clock):
-            with clock.phase("decode"):
-                frames = to_uint8_frames(decoder.decode_chunk(latents[None]))  # (12, H, W, 3)
-            del latents
-            yield from frames
+            yield from _decode_now(latents, decoder, clock)
     finally:
         _close(blocks)
 
@@ -96,14 +93,10 @@ def _overlapped(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> I
     pending = None  # block b - 1: (event after its frames reach the host, pinned frames)
     try:
         for latents in _sampled(blocks, clock):
-            height_px, width_px = latents.shape[-2] * 8, latents.shape[-1] * 8
-            if side is None and side_decode_fits(latents.device, height_px, width_px):
+            if side is None and side_decode_fits(latents.device, *decoder.frame_size_px(latents)):
                 side = torch.cuda.Stream(latents.device)
             if side is None:
-                with clock.phase("decode"):
-                    frames = to_uint8_frames(decoder.decode_chunk(latents[None]))
-                del latents
-                yield from frames
+                yield from _decode_now(latents, decoder, clock)
                 continue
             queued = _queue_decode(latents, decoder, side)
             del latents
@@ -114,6 +107,12 @@ def _overlapped(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> I
             yield from _wait(pending, clock)
     finally:
         _close(blocks)
+
+
+def _decode_now(latents: torch.Tensor, decoder, clock: PhaseClock) -> np.ndarray:
+    """The block's 12 frames (12, H, W, 3), decoded on the current stream."""
+    with clock.phase("decode"):
+        return to_uint8_frames(decoder.decode_chunk(latents[None]))
 
 
 def _sampled(blocks: Iterator[torch.Tensor], clock: PhaseClock) -> Iterator[torch.Tensor]:

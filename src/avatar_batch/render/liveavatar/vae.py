@@ -370,6 +370,11 @@ class StreamDecoder:
         """Frames (B, 3, F, H, W) fp32 in [-1, 1] for the next latents (B, 16, n, h, w)."""
         return torch.cat(self._run(latents, keep=True), dim=2)
 
+    def frame_size_px(self, latents: torch.Tensor) -> tuple[int, int]:
+        """(height, width) in pixels of the frames that latents (..., h, w) decode to."""
+        stride = self._vae.spatial_stride
+        return latents.shape[-2] * stride, latents.shape[-1] * stride
+
     def _run(self, latents: torch.Tensor, keep: bool) -> list[torch.Tensor]:
         """Decode with our own cache that outlives the call. The very first latent
         goes alone (diffusers' `first_chunk`); after it, up to `CHUNK_LATENTS`
@@ -380,7 +385,7 @@ class StreamDecoder:
         model, frames = self._vae.model, []
         with torch.no_grad(), self._vae.autocast():
             x = model.post_quant_conv(self._vae.denormalise(latents))  # 1x1x1 conv: no temporal state
-            height_px, width_px = x.shape[-2] * self._vae.spatial_stride, x.shape[-1] * self._vae.spatial_stride
+            height_px, width_px = self.frame_size_px(x)
             # Priming runs before the sampler allocates its caches: large transient
             # blocks then would fragment the cache they fill, so it goes latent by latent.
             chunk = latents_per_call(x.device, height_px, width_px) if keep else 1
