@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -48,9 +48,7 @@ def make_project(root: Path) -> Path:
 def thousand_entry_catalogue(project: Path, num_entries: int) -> Path:
     data = yaml.safe_load((project / "questions" / "triage.yaml").read_text(encoding="utf-8"))
     template = data["entries"]
-    data["entries"] = [
-        {**template[i % len(template)], "id": f"faq-{i:04d}"} for i in range(num_entries)
-    ]
+    data["entries"] = [{**template[i % len(template)], "id": f"faq-{i:04d}"} for i in range(num_entries)]
     data["library"] = "../output/thousand"
     path = project / "questions" / "thousand.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -70,9 +68,17 @@ def fill_library(catalogue: Path) -> int:
         (root / rel / "video.mp4").write_bytes(b"v" * 64)
         items.append(
             LibraryItem(
-                job.job_id, job.entry_id, job.language, job.persona, job.department, job.question,
-                job.answer, "completed", video=f"{rel}/video.mp4",
-                telemetry={"file_sizes_bytes": {"video": 64}}, settings=job.settings.hashed_fields(),
+                job.job_id,
+                job.entry_id,
+                job.language,
+                job.persona,
+                job.department,
+                job.question,
+                job.answer,
+                "completed",
+                video=f"{rel}/video.mp4",
+                telemetry={"file_sizes_bytes": {"video": 64}},
+                settings=job.settings.hashed_fields(),
             )
         )
     write_manifest(root / "manifest.json", items, "2026-01-01T00:00:00Z")
@@ -110,7 +116,7 @@ def main() -> None:
         ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"pipeline-{datetime.now(timezone.utc):%Y%m%d}.json"
+    out = RESULTS / f"pipeline-{datetime.now(UTC):%Y%m%d}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

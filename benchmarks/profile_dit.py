@@ -77,11 +77,20 @@ def main() -> None:
     gen = torch.Generator(device=device).manual_seed(0)
     context = dit.embed_text(torch.randn(64, dit.config.text_dim, device=device, dtype=dtype, generator=gen))
     cond = dit.new_cond_cache(height, width)
-    dit.prefill_sink(torch.randn(16, 1, h, w, device=device, dtype=dtype, generator=gen),
-                     torch.randn(16, 19, h, w, device=device, dtype=dtype, generator=gen), context, cond)
+    dit.prefill_sink(
+        torch.randn(16, 1, h, w, device=device, dtype=dtype, generator=gen),
+        torch.randn(16, 19, h, w, device=device, dtype=dtype, generator=gen),
+        context,
+        cond,
+    )
     caches = dit.new_step_caches(height, width, args.steps)
-    inputs = BlockInputs(torch.randn(16, 3, h, w, device=device, dtype=dtype, generator=gen), 0.0,
-                         torch.randn(25, dit.config.audio_dim, 12, device=device, dtype=dtype, generator=gen), 0, 10)
+    inputs = BlockInputs(
+        torch.randn(16, 3, h, w, device=device, dtype=dtype, generator=gen),
+        0.0,
+        torch.randn(25, dit.config.audio_dim, 12, device=device, dtype=dtype, generator=gen),
+        0,
+        10,
+    )
     # Fill the rings: step cache k holds blocks 0 .. first - k - 1 (at least a full ring).
     first = WINDOW_BLOCKS + args.steps
     for k, cache in enumerate(caches):
@@ -93,7 +102,9 @@ def main() -> None:
         first += 2
         timed = time_waves(dit, inputs, caches, cond, args.steps, args.waves, first, batched)
         first += args.waves
-        activity = torch.profiler.ProfilerActivity.CUDA if device.type == "cuda" else torch.profiler.ProfilerActivity.CPU
+        activity = (
+            torch.profiler.ProfilerActivity.CUDA if device.type == "cuda" else torch.profiler.ProfilerActivity.CPU
+        )
         with torch.profiler.profile(activities=[activity]) as prof:
             time_waves(dit, inputs, caches, cond, args.steps, 1, first, batched)
         first += 1

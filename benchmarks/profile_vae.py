@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from benchmarks.render_speed import IMAGE_HW, build_vae
 from avatar_batch.render.geometry import size_for
 from avatar_batch.render.liveavatar.config import VaeSizes
+from benchmarks.render_speed import IMAGE_HW, build_vae
 
 
 def decode_48(vae, h: int, w: int) -> float:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -37,8 +37,8 @@ from avatar_batch.render.liveavatar.dit.rope import apply_rope
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
 from avatar_batch.render.liveavatar.memory import use_expandable_segments
 from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances
-from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
+from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock, peak_rss_gib
 from avatar_batch.render.liveavatar.vae import Vae
 
@@ -56,7 +56,7 @@ class Case:
     precision: str = "bf16"
 
     @classmethod
-    def parse(cls, text: str) -> "Case":
+    def parse(cls, text: str) -> Case:
         parts = text.split(":")
         return cls(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "bf16")
 
@@ -91,10 +91,18 @@ def build_dit(config, device, dtype) -> CausalS2VDiT:
 def build_vae(sizes: VaeSizes, device, dtype) -> Vae:
     from diffusers import AutoencoderKLWan
 
-    model = AutoencoderKLWan(
-        base_dim=sizes.dim, z_dim=sizes.z_dim, dim_mult=list(sizes.dim_mult), num_res_blocks=sizes.num_res_blocks,
-        attn_scales=list(sizes.attn_scales), temperal_downsample=list(sizes.temperal_downsample),
-    ).to(device=device, dtype=dtype).eval()
+    model = (
+        AutoencoderKLWan(
+            base_dim=sizes.dim,
+            z_dim=sizes.z_dim,
+            dim_mult=list(sizes.dim_mult),
+            num_res_blocks=sizes.num_res_blocks,
+            attn_scales=list(sizes.attn_scales),
+            temperal_downsample=list(sizes.temperal_downsample),
+        )
+        .to(device=device, dtype=dtype)
+        .eval()
+    )
     random_init_(model, seed=1)
     use_cpu_fast_paths(model)  # a no-op off the CPU
     return Vae(model, sizes, torch.device(device), dtype)
@@ -108,8 +116,29 @@ class Encoder:
         self.program = shutil.which("ffmpeg")
         self.process = None
         if self.program:
-            argv = [self.program, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-                    "-r", "25", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out)]
+            argv = [
+                self.program,
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{width}x{height}",
+                "-r",
+                "25",
+                "-i",
+                "-",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                str(out),
+            ]
             self.process = subprocess.Popen(argv, stdin=subprocess.PIPE)
 
     def write(self, frame) -> None:
@@ -128,8 +157,10 @@ def conditioning(dit, vae, geometry: ClipGeometry, device, dtype) -> Conditionin
     audio = torch.randn(25, dit.config.audio_dim, geometry.num_video_frames, generator=gen)
     pixels = torch.rand(3, geometry.height_px, geometry.width_px, generator=gen).to(device, dtype) * 2 - 1
     return Conditioning(
-        dit.embed_text(states.to(device, dtype)), audio.to(device, dtype),
-        reference_latent(vae, pixels).to(device, dtype), motion_latents(vae, pixels).to(device, dtype),
+        dit.embed_text(states.to(device, dtype)),
+        audio.to(device, dtype),
+        reference_latent(vae, pixels).to(device, dtype),
+        motion_latents(vae, pixels).to(device, dtype),
     )
 
 
@@ -153,7 +184,9 @@ def run_case(
     clip_done_s = []
     sampled = sample_blocks(dit, cond, plan, sink_distances(420), seeded_noise(plan), max_batch=max_batch)
     blocks = recorded(sampled, latents, 4)
-    frames = stream_frames(blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock, overlap=overlap)
+    frames = stream_frames(
+        blocks, vae.stream_decoder(), cond.motion_latents[:, -PRIME_LATENTS:], clock, overlap=overlap
+    )
     for index, frame in enumerate(frames):
         encoder.write(frame)
         if (index + 1) % 48 == 0:
@@ -161,9 +194,15 @@ def run_case(
     encoder.close()
     steady_s = clip_done_s[-1] - clip_done_s[0]
     return {
-        "size": case.size, "width": width, "height": height, "steps": case.steps,
-        "precision": case.precision, "compiled": compiled, "clips": clips,
-        "max_batch": max_batch or case.steps, "overlap_decode": overlap,
+        "size": case.size,
+        "width": width,
+        "height": height,
+        "steps": case.steps,
+        "precision": case.precision,
+        "compiled": compiled,
+        "clips": clips,
+        "max_batch": max_batch or case.steps,
+        "overlap_decode": overlap,
         "fps": round(48 * (clips - 1) / steady_s, 2),
         "first_clip_s": round(clip_done_s[0] - started, 2),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else 0.0,
@@ -194,10 +233,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager DiT blocks")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu to check the harness with --config tiny")
-    parser.add_argument("--no-overlap", dest="overlap", action="store_false",
-                        help="decode on the sampler's stream (default: a second stream when memory allows)")
-    parser.add_argument("--max-batch", type=int, default=None,
-                        help="denoising calls per batch (default: the step count; 1 = one call at a time)")
+    parser.add_argument(
+        "--no-overlap",
+        dest="overlap",
+        action="store_false",
+        help="decode on the sampler's stream (default: a second stream when memory allows)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="denoising calls per batch (default: the step count; 1 = one call at a time)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -238,12 +285,15 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     name = device_name.replace(" ", "-")
     result = {
-        "device": device_name, "torch": torch.__version__, "config": args.config,
-        "build_s": round(build_s, 1), "compile": compile_stats() if args.compile else None,
+        "device": device_name,
+        "torch": torch.__version__,
+        "config": args.config,
+        "build_s": round(build_s, 1),
+        "compile": compile_stats() if args.compile else None,
         "command": "python -m benchmarks.render_speed " + " ".join(_without_out(sys.argv[1:])),
         "runs": runs,
     }
-    out = args.out or RESULTS / f"{name}-{datetime.now(timezone.utc):%Y%m%d}.json"
+    out = args.out or RESULTS / f"{name}-{datetime.now(UTC):%Y%m%d}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'size':>8} {'steps':>5} {'prec':>5} {'fps':>7} {'first':>7} {'gpu GiB':>8}")
@@ -251,7 +301,9 @@ def main() -> None:
         if "error" in r:
             print(f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} out of memory")
             continue
-        print(f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} {r['fps']:>7} {r['first_clip_s']:>7} {r['peak_gpu_gib']:>8}")
+        print(
+            f"{r['size']:>8} {r['steps']:>5} {r['precision']:>5} {r['fps']:>7} {r['first_clip_s']:>7} {r['peak_gpu_gib']:>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,6 @@ def test_only_render_imports_torch_and_friends():
 
 
 def test_cli_starts_without_torch():
-    code = "import sys, avatar_batch.cli; print(any(m in sys.modules for m in %r))" % (HEAVY,)
+    code = f"import sys, avatar_batch.cli; print(any(m in sys.modules for m in {HEAVY!r}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

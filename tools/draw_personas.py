@@ -41,12 +41,32 @@ class Look:
 
 
 LOOKS = (
-    Look("dr_chen", skin=(236, 200, 172), hair=(34, 30, 32), hair_style="bob", outfit="coat",
-         outfit_colour=(248, 249, 250), shirt=(156, 192, 228), iris=(74, 50, 36), lips=(196, 112, 108),
-         wall_top=(222, 234, 240), wall_bottom=(196, 214, 224)),
-    Look("nurse_li", skin=(240, 208, 182), hair=(52, 38, 32), hair_style="bun", outfit="scrubs",
-         outfit_colour=(120, 178, 204), shirt=(98, 156, 184), iris=(66, 44, 32), lips=(204, 116, 116),
-         wall_top=(232, 238, 230), wall_bottom=(206, 220, 206)),
+    Look(
+        "dr_chen",
+        skin=(236, 200, 172),
+        hair=(34, 30, 32),
+        hair_style="bob",
+        outfit="coat",
+        outfit_colour=(248, 249, 250),
+        shirt=(156, 192, 228),
+        iris=(74, 50, 36),
+        lips=(196, 112, 108),
+        wall_top=(222, 234, 240),
+        wall_bottom=(196, 214, 224),
+    ),
+    Look(
+        "nurse_li",
+        skin=(240, 208, 182),
+        hair=(52, 38, 32),
+        hair_style="bun",
+        outfit="scrubs",
+        outfit_colour=(120, 178, 204),
+        shirt=(98, 156, 184),
+        iris=(66, 44, 32),
+        lips=(204, 116, 116),
+        wall_top=(232, 238, 230),
+        wall_bottom=(206, 220, 206),
+    ),
 )
 
 
@@ -116,8 +136,13 @@ def draw_body(c: Canvas, look: Look) -> None:
     c.soft((40, 50, 60), 0.25, 18, lambda d, a: _torso(c, d, a, grow=12))
     neck = c.box(500, 545, 50, 75)
     c.draw.rectangle(neck, fill=shade(look.skin, 0.95))
-    c.soft(shade(look.skin, 0.7), 0.8, 12, lambda d, a: d.ellipse(c.box(500, 505, 70, 40), fill=a),
-           clip=lambda d, a: d.rectangle(neck, fill=a))
+    c.soft(
+        shade(look.skin, 0.7),
+        0.8,
+        12,
+        lambda d, a: d.ellipse(c.box(500, 505, 70, 40), fill=a),
+        clip=lambda d, a: d.rectangle(neck, fill=a),
+    )
     _torso(c, c.draw, look.outfit_colour)
     if look.outfit == "coat":
         draw_coat(c, look)
@@ -134,8 +159,9 @@ def _torso(c: Canvas, draw: ImageDraw.ImageDraw, fill, grow: float = 0) -> None:
 def draw_coat(c: Canvas, look: Look) -> None:
     """White coat with lapels open over a blue shirt, a pocket with a pen."""
     c.draw.polygon(c.points([(430, 600), (570, 600), (500, 800)]), fill=look.shirt)
-    c.draw.polygon(c.points([(452, 588), (500, 640), (548, 588), (548, 620), (500, 668), (452, 620)]),
-                   fill=shade(look.shirt, 1.08))
+    c.draw.polygon(
+        c.points([(452, 588), (500, 640), (548, 588), (548, 620), (500, 668), (452, 620)]), fill=shade(look.shirt, 1.08)
+    )
     lapel_edge = shade(look.outfit_colour, 0.82)
     for side in (-1, 1):
         lapel = [(500 + side * 75, 600), (500 + side * 10, 830), (500 + side * 95, 720), (500 + side * 130, 630)]
@@ -186,8 +212,13 @@ def draw_head(c: Canvas, look: Look) -> None:
     # a faint shadow on each side of the face gives it volume
     for side in (-1, 1):
         cheek = c.box(500 + side * 118, 400, 26, 110)
-        c.soft(shade(look.skin, 0.85), 0.6, 16, lambda d, a, box=cheek: d.ellipse(box, fill=a),
-               clip=lambda d, a: d.ellipse(face, fill=a))
+        c.soft(
+            shade(look.skin, 0.85),
+            0.6,
+            16,
+            lambda d, a, box=cheek: d.ellipse(box, fill=a),
+            clip=lambda d, a: d.ellipse(face, fill=a),
+        )
 
 
 def draw_hair_front(c: Canvas, look: Look) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from avatar_batch import catalogue as catalogue_stage
 from avatar_batch import mux as mux_stage
@@ -95,7 +96,7 @@ class RunReport:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def load(options: RunOptions) -> Catalogue:
@@ -196,7 +197,7 @@ class JobRunner:
             try:
                 muxed, telemetry = self._render_down_ladder(job, staged, speech)
                 item = self._completed_item(job, "completed", speech, muxed, telemetry, started_s)
-            except Exception as exc:  # noqa: BLE001 - the fallback decision belongs here
+            except Exception as exc:
                 if not (job.fallback_to_still and self.renderer.name != "still"):
                     raise
                 fallback_job = replace(job, settings=replace(job.settings, renderer="still"))
@@ -268,7 +269,7 @@ def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
     prepared = prepare(options)
     library = prepared.library
     report = RunReport(
-        run_id=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}",
+        run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}",
         started_at=utc_now(),
         catalogue=str(options.catalogue_path),
         library=str(library.root),

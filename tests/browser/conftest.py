@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.projects import make_project, render, smoke_data
 from tests.conftest import serving
+from tests.hardening.projects import make_project, render, smoke_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -21,21 +21,41 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # The machine has no network: without these, chromium's background services
 # flood the log with refused connections.
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900", "--lang=en-US",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--window-size=1280,900",
+    "--lang=en-US",
 )
 
 ENTRIES = [
-    {"id": "register", "department": "registration", "question": "Where do I register?",
-     "answer": "Please register at the front desk in the main hall."},
-    {"id": "chest-pain", "department": "cardiology",
-     "question": {"en": "Where should I go for chest pain?", "zh": "胸口痛应该去哪个科室？"},
-     "answer": {"en": "If the pain is severe, call emergency services now.",
-                "zh": "如果胸痛剧烈，请立即拨打急救电话。"}},
-    {"id": "hostile", "department": "registration",
-     "question": "Is <img src=x onerror=\"window.pwned=1\"> shown as text?",
-     "answer": "<script>window.pwned=2</script> It is shown & never run."},
+    {
+        "id": "register",
+        "department": "registration",
+        "question": "Where do I register?",
+        "answer": "Please register at the front desk in the main hall.",
+    },
+    {
+        "id": "chest-pain",
+        "department": "cardiology",
+        "question": {"en": "Where should I go for chest pain?", "zh": "胸口痛应该去哪个科室？"},
+        "answer": {
+            "en": "If the pain is severe, call emergency services now.",
+            "zh": "如果胸痛剧烈，请立即拨打急救电话。",
+        },
+    },
+    {
+        "id": "hostile",
+        "department": "registration",
+        "question": 'Is <img src=x onerror="window.pwned=1"> shown as text?',
+        "answer": "<script>window.pwned=2</script> It is shown & never run.",
+    },
 ]
 
 

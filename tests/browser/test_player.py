@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("selenium", reason="pip install selenium (the `test` extra)")
 
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import ENTRIES  # noqa: E402
+from tests.browser.conftest import ENTRIES
 
 ALL_ITEMS = 4  # register/en, chest-pain/en, chest-pain/zh, hostile/en
 CJK_QUESTION = ENTRIES[1]["question"]["zh"]
@@ -94,8 +94,11 @@ def test_a_video_plays_seeks_and_shows_captions(page):
     assert play_muted(page) == "playing"
     wait_until(page, "document.getElementById('video').currentTime > 0.5")
     assert page.execute_script("return document.getElementById('video').error") is None
-    cues = wait_until(page, "(document.getElementById('video').textTracks[0] || {cues: null}).cues"
-                            " && document.getElementById('video').textTracks[0].cues.length")
+    cues = wait_until(
+        page,
+        "(document.getElementById('video').textTracks[0] || {cues: null}).cues"
+        " && document.getElementById('video').textTracks[0].cues.length",
+    )
     assert cues >= 1
     first_cue = page.execute_script("return document.getElementById('video').textTracks[0].cues[0].text")
     assert "register" in first_cue
@@ -105,7 +108,9 @@ def test_a_video_plays_seeks_and_shows_captions(page):
         assert page.execute_script("return document.querySelector('#video track').src").endswith("captions.vtt")
         wait_until(page, "document.getElementById('video').seekable.length > 0")
         page.execute_script("const v = document.getElementById('video'); v.currentTime = v.duration - 0.4;")
-        wait_until(page, "document.getElementById('video').currentTime > document.getElementById('video').duration - 0.6")
+        wait_until(
+            page, "document.getElementById('video').currentTime > document.getElementById('video').duration - 0.6"
+        )
 
 
 def test_chinese_text_renders_with_real_glyphs(page, artifacts):
@@ -140,7 +145,7 @@ def test_chinese_text_renders_with_real_glyphs(page, artifacts):
 def test_keyboard_alone_starts_an_answer(page):
     first = page.execute_script("return document.querySelector('#results button')")
     actions = ActionChains(page)
-    for presses in range(1, 7):
+    for presses in range(1, 7):  # noqa: B007 - read after the loop
         actions.send_keys(Keys.TAB).perform()
         if page.execute_script("return document.activeElement === arguments[0]", first):
             break

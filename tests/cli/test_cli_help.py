@@ -12,9 +12,18 @@ from avatar_batch.cli import app
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = [
-    ["render"], ["validate"], ["plan"], ["doctor"],
-    ["library", "list"], ["library", "verify"], ["library", "rebuild"], ["library", "prune"],
-    ["weights", "manifest"], ["weights", "tiny"], ["weights", "verify"], ["serve"],
+    ["render"],
+    ["validate"],
+    ["plan"],
+    ["doctor"],
+    ["library", "list"],
+    ["library", "verify"],
+    ["library", "rebuild"],
+    ["library", "prune"],
+    ["weights", "manifest"],
+    ["weights", "tiny"],
+    ["weights", "verify"],
+    ["serve"],
 ]
 
 

@@ -16,7 +16,9 @@ import pytest
 def start_render(project) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "avatar_batch", "render", str(project.catalogue), "--plain"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=project.root,
     )
 
 
@@ -58,7 +60,10 @@ def test_sigkill_then_rerun_completes(project, moment):
 
     rerun = subprocess.run(
         [sys.executable, "-m", "avatar_batch", "render", str(project.catalogue), "--plain"],
-        capture_output=True, text=True, cwd=project.root, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=project.root,
+        timeout=120,
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert sorted(i["status"] for i in project.manifest_items()) == ["completed", "completed"]

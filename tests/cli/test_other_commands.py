@@ -54,8 +54,12 @@ def test_weights_manifest_14b_equals_the_reference_manifests():
     result = invoke("weights", "manifest", "--config", "14b", "--json")
     assert result.exit_code == 0
     ours = json.loads(result.output)
-    for part, name in [("dit", "dit_state_dict.json"), ("lora", "lora_keys.json"),
-                       ("t5", "t5_state_dict.json"), ("vae", "vae_state_dict.json")]:
+    for part, name in [
+        ("dit", "dit_state_dict.json"),
+        ("lora", "lora_keys.json"),
+        ("t5", "t5_state_dict.json"),
+        ("vae", "vae_state_dict.json"),
+    ]:
         reference = json.loads((REFERENCE / name).read_text())["tensors"]
         assert [[k, list(s), d] for k, s, d in ours[part]] == [[k, list(s), d] for k, s, d in reference], part
 

@@ -19,7 +19,9 @@ def invoke(*args):
 def probe(path):
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True, check=True, text=True,
+        capture_output=True,
+        check=True,
+        text=True,
     )
     return json.loads(done.stdout)
 
@@ -137,3 +139,23 @@ def test_failed_job_does_not_sink_the_batch(project, monkeypatch):
     retry = invoke("render", project.catalogue, "--plain")
     assert retry.exit_code == 0
     assert {i["status"] for i in project.manifest_items()} == {"completed"}
+
+
+def _option_names(command_name: str) -> set[str]:
+    import typer.main
+
+    command = typer.main.get_command(app).commands[command_name]  # type: ignore[attr-defined]
+    return {name for param in command.params for name in param.opts}
+
+
+def test_plan_takes_every_flag_render_takes():
+    """Every render setting enters the job id, so plan must accept each one."""
+    own = {"render": {"--plain"}, "plan": {"--json"}}
+    assert _option_names("render") - own["render"] == _option_names("plan") - own["plan"]
+
+
+def test_plan_after_an_fp8_render_of_two_clips_is_up_to_date(project):
+    flags = ("--precision", "fp8", "--num-clip", "2")
+    assert invoke("render", project.catalogue, "--plain", *flags).exit_code == 0
+    assert invoke("plan", project.catalogue, *flags).exit_code == 0
+    assert invoke("plan", project.catalogue).exit_code == 2

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import pytest
 
 from avatar_batch.core import fsio, proc
@@ -17,10 +16,9 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 def test_failed_atomic_write_leaves_old_file_and_no_temp(tmp_path):
     target = tmp_path / "a.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with fsio.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), fsio.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 

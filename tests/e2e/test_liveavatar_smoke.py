@@ -33,8 +33,16 @@ def cli(*args: str | Path, timeout_s: float = BUDGET_S) -> None:
 
 def probe(path: Path) -> dict[str, dict]:
     done = run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,r_frame_rate,nb_frames,duration",
-         "-of", "json", path],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,r_frame_rate,nb_frames,duration",
+            "-of",
+            "json",
+            path,
+        ],
         timeout_s=30,
     )
     return {s["codec_type"]: s for s in json.loads(done.stdout)["streams"]}
@@ -44,8 +52,19 @@ def test_liveavatar_smoke_render(tmp_path):
     started_s = time.perf_counter()
     weights, library = tmp_path / "weights", tmp_path / "library"
     cli("weights", "tiny", weights)
-    cli("render", REPO / "questions" / "smoke.yaml", "--renderer", "liveavatar", "--weights", weights,
-        "--preset", "quick", "--library", library, "--plain")
+    cli(
+        "render",
+        REPO / "questions" / "smoke.yaml",
+        "--renderer",
+        "liveavatar",
+        "--weights",
+        weights,
+        "--preset",
+        "quick",
+        "--library",
+        library,
+        "--plain",
+    )
     elapsed_s = time.perf_counter() - started_s
     items = json.loads((library / "manifest.json").read_text(encoding="utf-8"))["items"]
     assert sorted(item["entry_id"] for item in items) == ["smoke-pharmacy", "smoke-register"]

@@ -31,8 +31,11 @@ def yaml_tab_indent(p):
 
 @case(65, CATALOGUE + r":\d+", FIRST, "field 'answer'", "written twice")
 def yaml_duplicate_key(p):
-    return edit_text(p, '    answer: "Please register in the hall."',
-                     '    answer: "Please register in the hall."\n    answer: "Again."')
+    return edit_text(
+        p,
+        '    answer: "Please register in the hall."',
+        '    answer: "Please register in the hall."\n    answer: "Again."',
+    )
 
 
 @case(65, CATALOGUE + r":\d+", "python/object")

@@ -14,10 +14,9 @@ import io
 import struct
 import wave
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 
 from tests.hardening.projects import Project
 
@@ -89,6 +88,7 @@ def wav_bytes(duration_s: float = 0.5, rate_hz: int = 16_000) -> bytes:
 
 def png_header_only(width_px: int, height_px: int) -> bytes:
     """A PNG whose header claims `width_px` x `height_px`, with no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -9,8 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -76,7 +77,11 @@ def trio_data() -> dict[str, Any]:
 def cli(*args: Any, cwd: Path | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
     """The real command line in its own process (what cron runs)."""
     return subprocess.run(
-        [*CLI, *(str(a) for a in args)], capture_output=True, text=True, cwd=cwd, timeout=timeout_s,
+        [*CLI, *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout_s,
     )
 
 
@@ -108,7 +113,8 @@ def ffprobe_ok(path: Path) -> bool:
     """ffprobe reads the file and finds at least one stream (an MP4, a JPEG)."""
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", str(path)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return done.returncode == 0 and bool(json.loads(done.stdout or "{}").get("streams"))
 

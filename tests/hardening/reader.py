@@ -15,8 +15,9 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 PLAYABLE = ("completed", "fallback")
 FILE_KEYS = ("video", "poster", "captions_vtt", "captions_srt")
@@ -41,7 +42,7 @@ class LibraryReader(threading.Thread):
         self.problems: list[str] = []
         self._halt = threading.Event()
 
-    def __enter__(self) -> "LibraryReader":
+    def __enter__(self) -> LibraryReader:
         self.start()
         return self
 

@@ -8,8 +8,8 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from typer.testing import CliRunner
@@ -50,7 +50,7 @@ def replace_header(path: Path, header: bytes) -> None:
     """Swap a safetensors header for `header`, keeping the data after it."""
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    path.write_bytes(struct.pack("<Q", len(header)) + header + data[8 + length:])
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data[8 + length :])
 
 
 def edit_json(path: Path, change: Callable[[dict], None]) -> None:
@@ -62,14 +62,14 @@ def edit_json(path: Path, change: Callable[[dict], None]) -> None:
 def first_tensor(path: Path) -> str:
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    return next(k for k in json.loads(data[8:8 + length]) if k != "__metadata__")
+    return next(k for k in json.loads(data[8 : 8 + length]) if k != "__metadata__")
 
 
 def grow_first_shape(path: Path) -> str:
     """Double the first dimension of the first tensor in the header only."""
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
+    header = json.loads(data[8 : 8 + length])
     key = first_tensor(path)
     header[key]["shape"][0] *= 2
     replace_header(path, json.dumps(header).encode())
@@ -107,7 +107,8 @@ CASES: dict[str, tuple[Callable[[Path], Path | None], tuple[str, ...]]] = {
         (r"00001-of-00002\.safetensors", "damaged safetensors header"),
     ),
     "shard-only-four-bytes": (
-        lambda r: (r / SHARD_1).write_bytes(b"abcd"), (r"00001-of-00002\.safetensors", "no header length"),
+        lambda r: (r / SHARD_1).write_bytes(b"abcd"),
+        (r"00001-of-00002\.safetensors", "no header length"),
     ),
     "shard-wrong-shape": (lambda r: grow_first_shape(r / SHARD_1), (r"00001-of-00002", "wrong shape", r"entry '")),
     "shard-dangling-symlink": (
@@ -117,7 +118,8 @@ CASES: dict[str, tuple[Callable[[Path], Path | None], tuple[str, ...]]] = {
     "index-not-json": (lambda r: (r / INDEX).write_text("{{{"), (r"index\.json", "unreadable")),
     "index-without-weight-map": (lambda r: (r / INDEX).write_text("{}"), (r"index\.json", "unreadable")),
     "index-weight-map-a-list": (
-        lambda r: (r / INDEX).write_text('{"weight_map": ["a", "b"]}'), (r"index\.json", "unreadable"),
+        lambda r: (r / INDEX).write_text('{"weight_map": ["a", "b"]}'),
+        (r"index\.json", "unreadable"),
     ),
     "index-drops-a-key": (
         lambda r: edit_json(r / INDEX, lambda d: d["weight_map"].pop(first_tensor(r / SHARD_1))),
@@ -125,7 +127,8 @@ CASES: dict[str, tuple[Callable[[Path], Path | None], tuple[str, ...]]] = {
     ),
     "config-not-json": (lambda r: (r / CONFIG).write_text("dim: 128"), (r"config\.json", "not a usable DiT config")),
     "config-other-architecture": (
-        lambda r: edit_json(r / CONFIG, lambda d: d.__setitem__("num_layers", 4)), (r"index\.json", "missing tensor"),
+        lambda r: edit_json(r / CONFIG, lambda d: d.__setitem__("num_layers", 4)),
+        (r"index\.json", "missing tensor"),
     ),
     "t5-is-text": (lambda r: (r / T5).write_text("not a checkpoint"), (r"models_t5_umt5-xxl-enc-bf16\.pth", "zip")),
     "vae-truncated": (lambda r: truncate(r / VAE), (r"Wan2\.1_VAE\.pth", "zip|torch\\.load")),
@@ -133,7 +136,8 @@ CASES: dict[str, tuple[Callable[[Path], Path | None], tuple[str, ...]]] = {
     "wav2vec2-config-missing": (lambda r: remove(r / WAV2VEC2 / "config.json"), (r"wav2vec2.*config\.json", "missing")),
     "wav2vec2-weights-missing": (lambda r: remove(r / WAV2VEC2 / "model.safetensors"), ("wav2vec2 weights missing",)),
     "lora-header-not-json": (
-        lambda r: replace_header(r / LORA, b"\x00\x01garbage"), (r"liveavatar\.safetensors", "damaged safetensors header"),
+        lambda r: replace_header(r / LORA, b"\x00\x01garbage"),
+        (r"liveavatar\.safetensors", "damaged safetensors header"),
     ),
     "lora-truncated": (lambda r: truncate(r / LORA, 0.9), (r"liveavatar\.safetensors", "truncated")),
 }

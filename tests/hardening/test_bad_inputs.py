@@ -15,7 +15,6 @@ from tests.hardening import bad_catalogues, bad_files
 from tests.hardening.bad_inputs import set_audio, set_image, wav_bytes
 from tests.hardening.projects import make_project, snapshot
 
-
 CASES = bad_catalogues.CASES + bad_files.CASES
 
 
@@ -81,8 +80,11 @@ def _odd_but_whole_wav(project):
     return set_audio(project, "../assets/tagged.wav")
 
 
-@pytest.mark.parametrize("make", [_jpeg_named_png, _streamed_wav, _bom_catalogue, _odd_but_whole_wav],
-                         ids=lambda make: make.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "make",
+    [_jpeg_named_png, _streamed_wav, _bom_catalogue, _odd_but_whole_wav],
+    ids=lambda make: make.__name__.strip("_"),
+)
 def test_odd_but_whole_inputs_are_accepted(make, tmp_path: Path):
     """The checks refuse what is broken, not what is merely unusual: content
     decides an image's format, and a WAV's sizes may be unknown."""

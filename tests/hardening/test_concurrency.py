@@ -16,7 +16,9 @@ from tests.hardening.reader import LibraryReader
 def start(catalogue: Path, library: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [*CLI, "render", str(catalogue), "--plain", "--library", str(library)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

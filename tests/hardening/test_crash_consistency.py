@@ -12,6 +12,7 @@ whole files; a reader thread polls the library all along.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -80,7 +81,10 @@ class Run:
         self.started_s = time.monotonic()
         self.process = subprocess.Popen(
             [*CLI, "render", str(catalogue), "--plain", "--library", str(library)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.log: list[str] = []
@@ -116,10 +120,8 @@ class Run:
         that fails is what this test is here to catch."""
         alive = self.process.poll() is None
         for send in (os.kill, os.killpg):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 send(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(timeout=30)
         if alive and self.process.returncode == -signal.SIGKILL:
             return True

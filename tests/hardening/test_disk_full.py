@@ -26,8 +26,9 @@ MAX_FAILED_RUN_S = 30.0
 def small_disk(tmp_path: Path):
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {done.stderr.strip()}")
     try:
@@ -49,8 +50,11 @@ def fill_until(folder: Path, free: int) -> Path:
 
 
 def playable_folders(library: Path) -> dict[str, dict]:
-    return {item["job_id"]: snapshot((library / item["video"]).parent)
-            for item in manifest_items(library) if item["status"] == "completed"}
+    return {
+        item["job_id"]: snapshot((library / item["video"]).parent)
+        for item in manifest_items(library)
+        if item["status"] == "completed"
+    }
 
 
 def test_full_disk_fails_cleanly_and_the_next_run_recovers(small_disk: Path, smoke_library: Path, tmp_path: Path):

@@ -148,14 +148,22 @@ def test_no_shell_and_one_door_for_programs():
             if not isinstance(node, ast.Call):
                 continue
             for keyword in node.keywords:
-                if keyword.arg == "shell" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
+                if keyword.arg == "shell" and not (
+                    isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+                ):
                     offenders.append(f"{path}:{node.lineno}: shell=")
             func = node.func
             if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
                 call = f"{func.value.id}.{func.attr}"
                 spawns = call in ("os.system", "os.popen") or call.startswith(("os.exec", "os.spawn"))
-                spawns |= func.value.id == "subprocess" and func.attr in ("run", "Popen", "call", "check_call",
-                                                                         "check_output", "getoutput")
+                spawns |= func.value.id == "subprocess" and func.attr in (
+                    "run",
+                    "Popen",
+                    "call",
+                    "check_call",
+                    "check_output",
+                    "getoutput",
+                )
                 if spawns and path.name != "proc.py":
                     offenders.append(f"{path}:{node.lineno}: {call}")
     assert not offenders, "\n".join(offenders)

@@ -15,9 +15,12 @@ TEMPLATE = '<html><script type="application/json" id="library-data">{"items": []
 def row(job_id: str, library: Path, sizes: dict[str, int]) -> dict:
     folder = f"videos/e/en/{job_id}"
     return {
-        "job_id": job_id, "status": "completed",
-        "video": f"{folder}/video.mp4", "poster": f"{folder}/poster.jpg",
-        "captions_vtt": f"{folder}/captions.vtt", "captions_srt": f"{folder}/captions.srt",
+        "job_id": job_id,
+        "status": "completed",
+        "video": f"{folder}/video.mp4",
+        "poster": f"{folder}/poster.jpg",
+        "captions_vtt": f"{folder}/captions.vtt",
+        "captions_srt": f"{folder}/captions.srt",
         "telemetry": {"file_sizes_bytes": sizes},
     }
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from avatar_batch.cli import app
 from avatar_batch.library.serve import ByteRange, RangeNotSatisfiable, make_server, parse_range, request_parts
-from tests.hardening.projects import CLI, manifest_items
 from tests.conftest import serving
+from tests.hardening.projects import CLI, manifest_items
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,12 @@ def test_index_and_json_with_their_types(server, library: Path):
 
 @pytest.mark.parametrize(
     "key, content_type",
-    [("video", "video/mp4"), ("captions_vtt", "text/vtt; charset=utf-8"), ("poster", "image/jpeg"),
-     ("captions_srt", "application/x-subrip; charset=utf-8")],
+    [
+        ("video", "video/mp4"),
+        ("captions_vtt", "text/vtt; charset=utf-8"),
+        ("poster", "image/jpeg"),
+        ("captions_srt", "application/x-subrip; charset=utf-8"),
+    ],
 )
 def test_library_files_with_their_types(server, library: Path, key: str, content_type: str):
     rel = first_item(library)[key]
@@ -142,12 +146,16 @@ def test_range_requests_let_a_player_seek(server, library: Path):
     rel = first_item(library)["video"]
     data = (library / rel).read_bytes()
     size = len(data)
-    for header, first, last in [("bytes=0-99", 0, 99), (f"bytes={size - 10}-", size - 10, size - 1),
-                                ("bytes=-64", size - 64, size - 1), ("bytes=100-10000000", 100, size - 1)]:
+    for header, first, last in [
+        ("bytes=0-99", 0, 99),
+        (f"bytes={size - 10}-", size - 10, size - 1),
+        ("bytes=-64", size - 64, size - 1),
+        ("bytes=100-10000000", 100, size - 1),
+    ]:
         status, headers, body = request(server, "/" + rel, headers={"Range": header})
         assert status == 206, header
         assert headers["Content-Range"] == f"bytes {first}-{last}/{size}"
-        assert body == data[first:last + 1]
+        assert body == data[first : last + 1]
         assert int(headers["Content-Length"]) == last - first + 1
 
 
@@ -239,7 +247,9 @@ def test_a_port_in_use_exits_69(library: Path):
 def test_serve_command_answers_then_stops_cleanly(library: Path, stop):
     process = subprocess.Popen(
         [*CLI, "serve", str(library), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()

@@ -19,7 +19,11 @@ def test_commit_moves_files_into_place_and_writes_everything(library: Library, t
     item = library.commit(make_item("a" * 16), staged, files)
     folder = library.root / "videos" / "hours" / "en" / ("a" * 16)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "captions.srt", "captions.vtt", "meta.json", "poster.jpg", "video.mp4",
+        "captions.srt",
+        "captions.vtt",
+        "meta.json",
+        "poster.jpg",
+        "video.mp4",
     ]
     assert item.video == f"videos/hours/en/{'a' * 16}/video.mp4"
     assert item.captions_vtt.endswith("/captions.vtt") and item.poster.endswith("/poster.jpg")

@@ -49,9 +49,7 @@ def crash_on_replace(monkeypatch, n: int) -> None:
 def check_next_run(root: Path, tiny_mp4: Path, allowed_ids: set[str]) -> None:
     library = Library(root, clock=lambda: FIXED_TIME)  # a new process would re-open it
     assert broken_rows(library) == []
-    current = {
-        item.job_id for item in library.items().values() if (item.entry_id, item.language) == ("hours", "en")
-    }
+    current = {item.job_id for item in library.items().values() if (item.entry_id, item.language) == ("hours", "en")}
     assert current and current <= allowed_ids
     with library.lock():
         assert not list(root.rglob(".tmp-*"))

@@ -24,16 +24,33 @@ ATTACK = "<script>alert(1)</script>"
 
 def folder_paths(job_id: str, entry_id: str, language: str) -> dict[str, str]:
     base = f"videos/{entry_id}/{language}/{job_id}"
-    return {"video": f"{base}/video.mp4", "poster": f"{base}/poster.jpg",
-            "captions_vtt": f"{base}/captions.vtt", "captions_srt": f"{base}/captions.srt"}
+    return {
+        "video": f"{base}/video.mp4",
+        "poster": f"{base}/poster.jpg",
+        "captions_vtt": f"{base}/captions.vtt",
+        "captions_srt": f"{base}/captions.srt",
+    }
 
 
 def two_items():
     return [
-        make_item("1" * 16, entry_id="hours", question="When do you open?",
-                  answer="We open at nine & close at five.", **folder_paths("1" * 16, "hours", "en")),
-        make_item("2" * 16, entry_id="hours", language="zh", department="前台", question="你们几点开门？",
-                  answer="我们九点开门。", status="fallback", **folder_paths("2" * 16, "hours", "zh")),
+        make_item(
+            "1" * 16,
+            entry_id="hours",
+            question="When do you open?",
+            answer="We open at nine & close at five.",
+            **folder_paths("1" * 16, "hours", "en"),
+        ),
+        make_item(
+            "2" * 16,
+            entry_id="hours",
+            language="zh",
+            department="前台",
+            question="你们几点开门？",
+            answer="我们九点开门。",
+            status="fallback",
+            **folder_paths("2" * 16, "hours", "zh"),
+        ),
         make_item("3" * 16, entry_id="gone", status="retired", **folder_paths("3" * 16, "gone", "en")),
         make_item("4" * 16, entry_id="broken", status="failed"),
     ]
@@ -76,8 +93,9 @@ def test_page_lists_only_playable_items_with_their_captions(tmp_path: Path):
 
 
 def test_catalogue_text_cannot_break_out_of_the_data_block():
-    item = make_item("1" * 16, question=f"Q {ATTACK}", answer=f"A </script><!-- {ATTACK} & more",
-                     video="videos/hours/en/1/video.mp4")
+    item = make_item(
+        "1" * 16, question=f"Q {ATTACK}", answer=f"A </script><!-- {ATTACK} & more", video="videos/hours/en/1/video.mp4"
+    )
     html = render_page([item], "t", {item.job_id: f"WEBVTT\n\n00:00.000 --> 00:01.000\n{ATTACK}\n"})
     assert ATTACK not in html and "<!--" not in html
     assert html.count("</script>") == load_template().count("</script>")
@@ -113,34 +131,46 @@ def test_template_is_accessible_static_markup():
     assert "document.write" not in template
     for needed in ('"track"', 'kind = "captions"', "srclang", "createObjectURL", 'protocol === "file:"'):
         assert needed in template
-    assert "<link" not in template and "src=\"http" not in template  # works offline from disk
+    assert "<link" not in template and 'src="http' not in template  # works offline from disk
 
 
 def test_page_data_orders_by_department_then_entry():
-    items = [make_item("1" * 16, entry_id="b", department="Z"), make_item("2" * 16, entry_id="a", department="Z"),
-             make_item("3" * 16, entry_id="c", department="A")]
+    items = [
+        make_item("1" * 16, entry_id="b", department="Z"),
+        make_item("2" * 16, entry_id="a", department="Z"),
+        make_item("3" * 16, entry_id="c", department="A"),
+    ]
     assert [row["entry_id"] for row in page_data(items, "t", {})["items"]] == ["c", "a", "b"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-@pytest.mark.parametrize("protocol, track_src", [
-    ("file:", "blob:1"),
-    ("http:", "videos/hours/zh/2222222222222222/captions.vtt"),
-])
+@pytest.mark.parametrize(
+    "protocol, track_src",
+    [
+        ("file:", "blob:1"),
+        ("http:", "videos/hours/zh/2222222222222222/captions.vtt"),
+    ],
+)
 def test_page_script_runs_filters_and_plays(tmp_path: Path, protocol: str, track_src: str):
     items = two_items()
     items[1] = replace(items[1], entry_id="hours#2", **folder_paths("2" * 16, "hours#2", "zh"))
     library = build_library(tmp_path / "output", items)
     done = subprocess.run(
         ["node", str(Path(__file__).with_name("html_dom_stub.js")), str(library.html_path), protocol],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     shown = json.loads(done.stdout)
     assert shown["summary"] == "2 of 2 answers" and shown["options"] == ["Front desk", "前台"]
     base = "videos/hours%232/zh/2222222222222222"
     assert shown["played"] == {
-        "src": f"{base}/video.mp4", "poster": f"{base}/poster.jpg",
+        "src": f"{base}/video.mp4",
+        "poster": f"{base}/poster.jpg",
         "track": ["captions", "zh", track_src.replace("videos/hours/zh", "videos/hours%232/zh"), True, "showing"],
-        "heading": "你们几点开门？", "lang": "zh", "current": "true",
+        "heading": "你们几点开门？",
+        "lang": "zh",
+        "current": "true",
     }
     assert shown["afterSearch"] == "1 of 2 answers" and shown["afterLanguage"] == "1 of 2 answers"

@@ -52,15 +52,16 @@ def test_another_process_is_refused_while_the_lock_is_held(library: Library):
 def test_this_process_is_refused_while_another_holds_it(library: Library):
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(library.root)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         leftover = library.root / ".tmp-abc-video.mp4"
         leftover.write_bytes(b"belongs to the running job")
-        with pytest.raises(LockedError, match=rf"pid {holder.pid}\)"):
-            with library.lock():
-                pass
+        with pytest.raises(LockedError, match=rf"pid {holder.pid}\)"), library.lock():
+            pass
         assert leftover.exists()  # a refused run must not clean a live run's files
     finally:
         holder.communicate("done\n", timeout=60)
@@ -83,7 +84,9 @@ def test_entering_the_lock_removes_leftovers_of_a_killed_run(library: Library):
 def test_the_lock_is_released_when_its_holder_is_killed(library: Library):
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(library.root)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     holder.kill()

@@ -18,12 +18,29 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "library" / "manifest.
 def golden_items():
     # Deliberately out of order: the manifest sorts by (entry, language, job id).
     return [
-        make_item("2222222222222222", entry_id="parking", language="zh", question="停车在哪里？",
-                  answer="停车场在大楼后面。", status="fallback", telemetry={"peak_vram_gb": 0.0}),
-        make_item("1111111111111111", entry_id="hours", video="videos/hours/en/1111111111111111/video.mp4",
-                  telemetry={"file_sizes_bytes": {"video": 1234}}),
-        make_item("0000000000000000", entry_id="parking", language="en", status="failed",
-                  failure="ToolError: ffmpeg failed", duration_s=None),
+        make_item(
+            "2222222222222222",
+            entry_id="parking",
+            language="zh",
+            question="停车在哪里？",
+            answer="停车场在大楼后面。",
+            status="fallback",
+            telemetry={"peak_vram_gb": 0.0},
+        ),
+        make_item(
+            "1111111111111111",
+            entry_id="hours",
+            video="videos/hours/en/1111111111111111/video.mp4",
+            telemetry={"file_sizes_bytes": {"video": 1234}},
+        ),
+        make_item(
+            "0000000000000000",
+            entry_id="parking",
+            language="en",
+            status="failed",
+            failure="ToolError: ffmpeg failed",
+            duration_s=None,
+        ),
     ]
 
 
@@ -51,8 +68,11 @@ def test_a_missing_manifest_is_an_empty_library(library: Library):
         ('{"schema_version": 1, "items": [', "not valid JSON"),
         ("[]", "an 'items' list"),
         ('{"schema_version": 1, "items": [{"job_id": "x"}]}', "items[0]"),
-        ('{"schema_version": 1, "items": [{"job_id": "x", "entry_id": "e", "language": "en", "persona": "p",'
-         ' "department": "d", "question": "q", "answer": "a", "status": "done"}]}', "items[0]"),
+        (
+            '{"schema_version": 1, "items": [{"job_id": "x", "entry_id": "e", "language": "en", "persona": "p",'
+            ' "department": "d", "question": "q", "answer": "a", "status": "done"}]}',
+            "items[0]",
+        ),
     ],
 )
 def test_a_damaged_manifest_says_how_to_recover(library: Library, text: str, reason: str):

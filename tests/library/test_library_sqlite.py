@@ -19,11 +19,24 @@ ITEMS = [
     make_item("1" * 16, entry_id="hours", question="When do you open?", answer="We open at nine every weekday."),
     make_item("2" * 16, entry_id="parking", question="Where can I park?", answer="Parking is behind the building."),
     make_item("3" * 16, entry_id="hours", language="zh", question="你们几点开门？", answer="我们每个工作日九点开门。"),
-    make_item("4" * 16, entry_id="refund", language="zh", question="如何申请退款？", answer="请在三十天内联系客服申请退款。",
-              status="fallback"),
-    make_item("5" * 16, entry_id="wifi", question="Is there Wi-Fi?", answer="Yes, 100% free: ask for the code.",
-              telemetry={"peak_vram_gb": 1.5}),
-    make_item("6" * 16, entry_id="closed", question="Is the old desk open?", answer="The desk closed.", status="retired"),
+    make_item(
+        "4" * 16,
+        entry_id="refund",
+        language="zh",
+        question="如何申请退款？",
+        answer="请在三十天内联系客服申请退款。",
+        status="fallback",
+    ),
+    make_item(
+        "5" * 16,
+        entry_id="wifi",
+        question="Is there Wi-Fi?",
+        answer="Yes, 100% free: ask for the code.",
+        telemetry={"peak_vram_gb": 1.5},
+    ),
+    make_item(
+        "6" * 16, entry_id="closed", question="Is the old desk open?", answer="The desk closed.", status="retired"
+    ),
 ]
 
 

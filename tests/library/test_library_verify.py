@@ -11,8 +11,13 @@ from tests.library.library_fixtures import commit_new, make_item
 
 def test_ffprobe_argv_golden():
     assert ffprobe_argv(Path("videos/a b/en/x/video.mp4"), "/usr/bin/ffprobe") == [
-        "/usr/bin/ffprobe", "-v", "error", "-print_format", "json",
-        "-show_entries", "format=duration:stream=codec_type",
+        "/usr/bin/ffprobe",
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_entries",
+        "format=duration:stream=codec_type",
         "videos/a b/en/x/video.mp4",
     ]
 

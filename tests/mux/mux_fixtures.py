@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import struct
 import wave
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

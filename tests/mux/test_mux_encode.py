@@ -14,7 +14,16 @@ from PIL import Image
 from avatar_batch.core.errors import JobError, ToolError
 from avatar_batch.core.records import VideoGeometry
 from avatar_batch.mux import check_muxed, encode, encoder, frames_needed, probe
-from tests.mux.mux_fixtures import FPS, GEOMETRY, HEIGHT_PX, WIDTH_PX, CountingFrames, frame, make_speech, top_level_boxes
+from tests.mux.mux_fixtures import (
+    FPS,
+    GEOMETRY,
+    HEIGHT_PX,
+    WIDTH_PX,
+    CountingFrames,
+    frame,
+    make_speech,
+    top_level_boxes,
+)
 
 
 def decoded_frame(video: Path, index: int) -> np.ndarray:

@@ -23,8 +23,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         entries = tuple(
-            make_entry(f"faq-{n:04d}", persona="ana" if n % 2 else "ben",
-                       answer={"en": "We open at nine. " * 20, "zh": "我们九点开门。" * 20})
+            make_entry(
+                f"faq-{n:04d}",
+                persona="ana" if n % 2 else "ben",
+                answer={"en": "We open at nine. " * 20, "zh": "我们九点开门。" * 20},
+            )
             for n in range(NUM_ENTRIES)
         )
         catalogue = make_catalogue(root, entries)
@@ -32,14 +35,24 @@ def main() -> None:
         jobs = build_jobs(catalogue, RenderSettings(), "model-sha", render_prompt)
         built_s = time.perf_counter()
         half = {
-            job.job_id: LibraryItem(job.job_id, job.entry_id, job.language, job.persona, job.department,
-                                    job.question, job.answer, "completed")
+            job.job_id: LibraryItem(
+                job.job_id,
+                job.entry_id,
+                job.language,
+                job.persona,
+                job.department,
+                job.question,
+                job.answer,
+                "completed",
+            )
             for job in jobs[::2]
         }
         plan = make_plan(jobs, half, lambda item: True)
         planned_s = time.perf_counter()
-    print(f"{len(jobs)} jobs: build_jobs {built_s - start_s:.3f} s, make_plan {planned_s - built_s:.3f} s, "
-          f"{len(plan.to_render)} to render, ~{plan.estimated_video_s:.0f} s of video")
+    print(
+        f"{len(jobs)} jobs: build_jobs {built_s - start_s:.3f} s, make_plan {planned_s - built_s:.3f} s, "
+        f"{len(plan.to_render)} to render, ~{plan.estimated_video_s:.0f} s of video"
+    )
 
 
 if __name__ == "__main__":

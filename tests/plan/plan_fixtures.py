@@ -54,4 +54,3 @@ def make_catalogue(root: Path, entries: tuple[Entry, ...] | None = None) -> Cata
         personas=personas,
         entries=entries if entries is not None else (make_entry("hours"), make_entry("parking")),
     )
-

@@ -72,8 +72,16 @@ def test_id_unchanged_by_settings_that_do_not_change_pixels(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("seed", 7), ("size", "704*384"), ("sample_steps", 3), ("frames_per_clip", 24),
-     ("num_clip", 2), ("precision", "fp8"), ("renderer", "liveavatar"), ("preset", "high")],
+    [
+        ("seed", 7),
+        ("size", "704*384"),
+        ("sample_steps", 3),
+        ("frames_per_clip", 24),
+        ("num_clip", 2),
+        ("precision", "fp8"),
+        ("renderer", "liveavatar"),
+        ("preset", "high"),
+    ],
 )
 def test_id_changes_with_each_hashed_setting(tmp_path: Path, field, value):
     catalogue = make_catalogue(tmp_path)

@@ -15,8 +15,14 @@ from tests.plan.plan_fixtures import make_catalogue, make_entry, render_prompt
 
 def row(job, status="completed", **changes) -> LibraryItem:
     fields = dict(
-        job_id=job.job_id, entry_id=job.entry_id, language=job.language, persona=job.persona,
-        department=job.department, question=job.question, answer=job.answer, status=status,
+        job_id=job.job_id,
+        entry_id=job.entry_id,
+        language=job.language,
+        persona=job.persona,
+        department=job.department,
+        question=job.question,
+        answer=job.answer,
+        status=status,
     )
     fields.update(changes)
     return LibraryItem(**fields)

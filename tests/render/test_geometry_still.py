@@ -13,8 +13,13 @@ from avatar_batch.render.still import StillRenderer, speech_levels
 # (image h, w) -> (H, W) for 704*384, from the worked examples of the model's geometry rule.
 @pytest.mark.parametrize(
     "image_hw, expected",
-    [((400, 720), (384, 704)), ((720, 400), (704, 384)), ((1080, 1920), (384, 704)),
-     ((1024, 1024), (512, 512)), ((480, 640), (448, 576))],
+    [
+        ((400, 720), (384, 704)),
+        ((720, 400), (704, 384)),
+        ((1080, 1920), (384, 704)),
+        ((1024, 1024), (512, 512)),
+        ((480, 640), (448, 576)),
+    ],
 )
 def test_fit_size_matches_reference_examples(image_hw, expected):
     assert size_for("704*384", *image_hw) == expected

@@ -143,7 +143,7 @@ def test_vtt_of_no_cues_is_just_the_header():
 
 
 def test_markup_cannot_inject_vtt_tags_or_timings():
-    hostile = '<c.evil>x</c> <script>alert(1)</script> --> 00:00:09.000 &amp;'
+    hostile = "<c.evil>x</c> <script>alert(1)</script> --> 00:00:09.000 &amp;"
     text = to_vtt(make_cues(hostile, 2.0))
     body = text.split("\n", 4)[4]  # after header, blank, id, timing line
     assert "<" not in body and ">" not in body

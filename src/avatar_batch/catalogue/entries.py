@@ -8,9 +8,9 @@ entries are found by `duplicate_id_problems`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from avatar_batch.catalogue.checks import PathContext, check_audio
 from avatar_batch.catalogue.locate import suggest

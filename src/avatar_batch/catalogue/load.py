@@ -11,8 +11,9 @@ here renders, speaks or writes. Where paths may point: see `paths`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 import yaml
 

@@ -9,7 +9,8 @@ and the line it sits on. It knows nothing about which problems exist.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from avatar_batch.core.errors import Problem
 

@@ -9,7 +9,7 @@ checked in `entries`.
 from __future__ import annotations
 
 import re
-from typing import Collection
+from collections.abc import Collection
 
 from avatar_batch.catalogue.checks import PathContext, check_image, check_prompt
 from avatar_batch.catalogue.schema import PersonaModel

@@ -11,8 +11,9 @@ It knows nothing about what a catalogue contains.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -139,4 +140,3 @@ class _Walk:
             if index < len(item_lines):
                 self.lines.setdefault(path + (index,), item_lines[index])
             self.visit(item, path + (index,))
-

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -43,15 +44,15 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
                 err.print(f"[{colour}]{problem.render()}[/]", markup=True, highlight=False)
             count = sum(1 for p in exc.problems if p.severity == "error")
             err.print(f"[red]{count} problem(s) in the catalogue; nothing was rendered.[/]")
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from exc
         except AvatarBatchError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from exc
         except OSError as exc:
             # The machine, not the input: a full disk, a read-only or vanished
             # folder. Every write is atomic, so what is on disk stays whole.
             err.print(f"[red]error:[/] {describe_os_error(exc)}", highlight=False)
-            raise typer.Exit(EXIT_JOBS_FAILED)
+            raise typer.Exit(EXIT_JOBS_FAILED) from exc
 
     return wrapper
 

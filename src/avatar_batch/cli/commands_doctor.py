@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -36,8 +35,8 @@ def _catalogue_voices(table: Table, catalogue: Path, voices: dict) -> bool:
 @app.command()
 @handled
 def doctor(
-    catalogue: Optional[Path] = typer.Argument(None, help="Also check this catalogue's voices.", show_default=False),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Also verify this checkpoint root."),
+    catalogue: Path | None = typer.Argument(None, help="Also check this catalogue's voices.", show_default=False),
+    weights: Path | None = typer.Option(None, "--weights", help="Also verify this checkpoint root."),
     library: Path = typer.Option(Path("output"), "--library", help="Where disk space is checked."),
 ) -> None:
     """Check ffmpeg, TTS voices per language, disk space, GPUs and (optionally) weights."""
@@ -62,7 +61,11 @@ def doctor(
         from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
 
         problems = verify_checkpoint(weights)
-        detail = "all files and tensors as expected" if not problems else f"{len(problems)} problem(s): run `avatar-batch weights verify`"
+        detail = (
+            "all files and tensors as expected"
+            if not problems
+            else f"{len(problems)} problem(s): run `avatar-batch weights verify`"
+        )
         good &= _row(table, "weights", not problems, f"{weights}: {detail}")
     out.print(table)
     raise typer.Exit(EXIT_OK if good else EXIT_UNAVAILABLE)

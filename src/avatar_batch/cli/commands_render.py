@@ -6,67 +6,28 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
 
 import typer
 
 from avatar_batch import batch
 from avatar_batch.cli import app, err, handled, out
 from avatar_batch.cli.progress import PlainProgress, RichProgress
+from avatar_batch.cli.run_flags import run_flags
 from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING
 
 CatalogueArg = typer.Argument(..., help="Catalogue YAML file.", show_default=False)
-LibraryOpt = typer.Option(None, "--library", help="Library folder (default: the catalogue's `library`).")
-PresetOpt = typer.Option(None, "--preset", help="quick | standard | high.")
-RendererOpt = typer.Option(None, "--renderer", help="still | liveavatar.")
-SizeOpt = typer.Option(None, "--size", help="Pixel area as W*H, e.g. 704*384 (aspect follows the image).")
-StepsOpt = typer.Option(None, "--steps", help="Sampling steps, 1..4.")
-WeightsOpt = typer.Option(None, "--weights", help="Checkpoint root holding Wan2.2-S2V-14B/ and LiveAvatar/.")
-OffloadOpt = typer.Option(None, "--offload", help="none | model: park idle components on the CPU.")
-PrecisionOpt = typer.Option(None, "--precision", help="bf16 | fp8 DiT linears.")
-SeedOpt = typer.Option(None, "--seed", help="Noise seed.")
-NumClipOpt = typer.Option(None, "--num-clip", help="Cap on 48-frame clips per answer.")
-OnlyOpt = typer.Option(None, "--only", help="Render only this entry id (repeatable).")
-
-
-def _overrides(**flags: Any) -> dict[str, Any]:
-    names = {"steps": "sample_steps", "weights": "weights_dir"}
-    return {names.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in flags.items() if v is not None}
-
-
-def _options(catalogue: Path, library: Optional[Path], only: Optional[List[str]], force: bool, **flags: Any):
-    return batch.RunOptions(
-        catalogue_path=catalogue,
-        library_dir=library,
-        overrides=_overrides(**flags),
-        only=tuple(only or ()),
-        force=force,
-    )
 
 
 @app.command()
 @handled
+@run_flags
 def render(
     catalogue: Path = CatalogueArg,
-    library: Optional[Path] = LibraryOpt,
-    preset: Optional[str] = PresetOpt,
-    renderer: Optional[str] = RendererOpt,
-    size: Optional[str] = SizeOpt,
-    steps: Optional[int] = StepsOpt,
-    weights: Optional[Path] = WeightsOpt,
-    offload: Optional[str] = OffloadOpt,
-    precision: Optional[str] = PrecisionOpt,
-    seed: Optional[int] = SeedOpt,
-    num_clip: Optional[int] = NumClipOpt,
-    only: Optional[List[str]] = OnlyOpt,
-    force: bool = typer.Option(False, "--force", help="Re-render even what is up to date."),
     plain: bool = typer.Option(False, "--plain", help="Plain log lines even on a terminal."),
+    *,
+    options: batch.RunOptions,
 ) -> None:
     """Render every new or changed answer into the library (safe to run from cron)."""
-    options = _options(
-        catalogue, library, only, force, preset=preset, renderer=renderer, size=size, steps=steps,
-        weights=weights, offload=offload, precision=precision, seed=seed, num_clip=num_clip,
-    )
     # cron and service managers stop jobs with SIGTERM: clean up as for Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if plain or not sys.stderr.isatty():
@@ -98,24 +59,14 @@ def validate(catalogue: Path = CatalogueArg) -> None:
 
 @app.command()
 @handled
+@run_flags
 def plan(
     catalogue: Path = CatalogueArg,
-    library: Optional[Path] = LibraryOpt,
-    preset: Optional[str] = PresetOpt,
-    renderer: Optional[str] = RendererOpt,
-    size: Optional[str] = SizeOpt,
-    steps: Optional[int] = StepsOpt,
-    weights: Optional[Path] = WeightsOpt,
-    seed: Optional[int] = SeedOpt,
-    only: Optional[List[str]] = OnlyOpt,
-    force: bool = typer.Option(False, "--force"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    *,
+    options: batch.RunOptions,
 ) -> None:
     """Dry run: what would be rendered, skipped and retired. Exit 0 if nothing is pending, 2 if work is."""
-    options = _options(
-        catalogue, library, only, force, preset=preset, renderer=renderer, size=size, steps=steps,
-        weights=weights, seed=seed,
-    )
     prepared = batch.prepare(options)
     result = batch.make_plan(prepared, options)
     summary = {

@@ -28,8 +28,7 @@ class PlainProgress:
 
     def planned(self, plan) -> None:
         self._say(
-            f"plan: {len(plan.to_render)} to render, {len(plan.to_skip)} up to date, "
-            f"{len(plan.to_retire)} to retire"
+            f"plan: {len(plan.to_render)} to render, {len(plan.to_skip)} up to date, {len(plan.to_retire)} to retire"
         )
 
     def job_started(self, job: JobSpec, index: int, total: int) -> None:
@@ -59,7 +58,7 @@ class RichProgress:
         self.overall = None
         self.current = None
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self.bar.start()
         return self
 

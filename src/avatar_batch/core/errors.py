@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 EXIT_OK = 0
 EXIT_JOBS_FAILED = 1
 EXIT_USAGE = 2

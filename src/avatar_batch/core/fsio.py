@@ -10,9 +10,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TEMP_PREFIX = ".tmp-"
 HASH_CHUNK_BYTES = 16 * 1024 * 1024  # checkpoints are tens of GB: stream them

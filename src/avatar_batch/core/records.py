@@ -6,10 +6,11 @@ beyond small derived properties. Every default lives here once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 # Live Avatar generates at 25 fps (spec §0.1); every renderer follows it so a
 # still fallback and a model render are interchangeable in the library.
@@ -250,7 +251,7 @@ class LibraryItem:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LibraryItem":
+    def from_dict(cls, data: Mapping[str, Any]) -> LibraryItem:
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["settings"] = dict(kwargs.get("settings") or {})

@@ -7,8 +7,9 @@ RenderSettings; `settings_for_entry` applies an entry's own preset/size override
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from avatar_batch.core.errors import UsageError
 from avatar_batch.core.records import PRESETS, CatalogueDefaults, Entry, RenderSettings
@@ -34,7 +35,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, type]] = {
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"704*384" -> (704, 384). The product is what counts (the spec's §6.2)."""
+    """ "704*384" -> (704, 384). The product is what counts (the spec's §6.2)."""
     match = SIZE_PATTERN.match(str(text))
     if not match:
         raise UsageError(f"size {text!r} is not WIDTH*HEIGHT, e.g. '704*384'")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 from avatar_batch.core.errors import JobError
 from avatar_batch.core.fsio import fsync_dir, remove_tree, write_json_atomic

@@ -14,8 +14,9 @@ file from file:// URLs, so the page then attaches the text as a Blob URL.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from avatar_batch.core.records import LibraryItem
 from avatar_batch.library.layout import PLAYABLE_STATUSES
@@ -23,8 +24,17 @@ from avatar_batch.library.layout import PLAYABLE_STATUSES
 TEMPLATE_NAME = "player_template.html"
 DATA_PLACEHOLDER = "@LIBRARY_DATA@"
 PAGE_FIELDS = (
-    "job_id", "entry_id", "language", "department", "question", "answer",
-    "status", "video", "poster", "captions_vtt", "duration_s",
+    "job_id",
+    "entry_id",
+    "language",
+    "department",
+    "question",
+    "answer",
+    "status",
+    "video",
+    "poster",
+    "captions_vtt",
+    "duration_s",
 )
 _SCRIPT_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 

@@ -1,20 +1,20 @@
 """Names and paths inside a library folder, and nothing else.
 
-    <root>/manifest.json               source of truth
-    <root>/library.sqlite, index.html  derived from the manifest, rebuilt any time
-    <root>/videos/<entry>/<lang>/<job-id>/{video.mp4, poster.jpg, captions.vtt,
-                                           captions.srt, meta.json}
-    <root>/runs/<utc-time>-<pid>.json  one report per run
-    <root>/.lock                       held by the run that writes
-    <root>/.tmp-*                      staging and half-written files of a run
+<root>/manifest.json               source of truth
+<root>/library.sqlite, index.html  derived from the manifest, rebuilt any time
+<root>/videos/<entry>/<lang>/<job-id>/{video.mp4, poster.jpg, captions.vtt,
+                                       captions.srt, meta.json}
+<root>/runs/<utc-time>-<pid>.json  one report per run
+<root>/.lock                       held by the run that writes
+<root>/.tmp-*                      staging and half-written files of a run
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
-from avatar_batch.core.errors import AvatarBatchError, EXIT_DATAERR
+from avatar_batch.core.errors import EXIT_DATAERR, AvatarBatchError
 from avatar_batch.core.fsio import TEMP_PREFIX
 
 MANIFEST_NAME = "manifest.json"

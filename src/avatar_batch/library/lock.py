@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from avatar_batch.core.errors import LockedError
 from avatar_batch.core.fsio import cleanup_temp
@@ -34,8 +34,7 @@ def hold_lock(root: Path) -> Iterator[Path]:
         except BlockingIOError:
             holder = _read_pid(fd)
             raise LockedError(
-                f"another run holds {path} (pid {holder}); wait for it to finish "
-                "or stop it, then run again"
+                f"another run holds {path} (pid {holder}); wait for it to finish or stop it, then run again"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

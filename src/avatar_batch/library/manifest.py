@@ -10,8 +10,9 @@ manifest or the new one, never half of one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from avatar_batch.core.fsio import write_json_atomic
 from avatar_batch.core.records import ITEM_STATUSES, LibraryItem

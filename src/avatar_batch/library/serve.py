@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from avatar_batch.core.errors import InputFileError, UnavailableError
@@ -179,7 +180,7 @@ class LibraryRequestHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._respond(send_body=False)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:
         log = getattr(self.server, "log", None)
         if log is not None:
             log(f"{self.address_string()} {format % args}")
@@ -187,7 +188,7 @@ class LibraryRequestHandler(BaseHTTPRequestHandler):
     def _respond(self, send_body: bool) -> None:
         try:
             path = locate(self.server.library_root, self.path)
-            handle = open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after the error branches
         except Refused as refused:
             self._send_error(refused.status)
             return
@@ -262,7 +263,9 @@ class LibraryServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
 
-def make_server(root: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log: Log | None = None) -> LibraryServer:
+def make_server(
+    root: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log: Log | None = None
+) -> LibraryServer:
     """A bound server for the library at `root` (port 0: any free port).
     Call `serve_forever()` on it, and `server_close()` when done."""
     folder = Path(root)

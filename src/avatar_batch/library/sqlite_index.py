@@ -20,9 +20,9 @@ import errno
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from avatar_batch.core.fsio import atomic_path
 from avatar_batch.core.records import LibraryItem

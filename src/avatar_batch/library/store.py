@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from avatar_batch.core.errors import Problem
 from avatar_batch.core.fsio import TEMP_PREFIX, remove_tree, write_json_atomic, write_text_atomic
@@ -33,10 +34,10 @@ from avatar_batch.library.html_page import render_page
 from avatar_batch.library.layout import (
     HTML_NAME,
     MANIFEST_NAME,
-    LibraryError,
     PLAYABLE_STATUSES,
     RUNS_DIR,
     SQLITE_NAME,
+    LibraryError,
     check_component,
     job_folder_rel,
     under,
@@ -50,11 +51,11 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _key(item: LibraryItem) -> tuple[str, str]:
@@ -154,7 +155,11 @@ class Library:
             if old.status == "failed":
                 del items[old.job_id]
         items[item.job_id] = replace(
-            item, video=None, poster=None, captions_vtt=None, captions_srt=None,
+            item,
+            video=None,
+            poster=None,
+            captions_vtt=None,
+            captions_srt=None,
             created_at=item.created_at or iso_utc(self._clock()),
         )
         self._write_manifest(items)
@@ -218,7 +223,7 @@ class Library:
             if best is None or (item.created_at or "", item.job_id) > (best.created_at or "", best.job_id):
                 newest[_key(item)] = item
         if self.manifest_path.exists():
-            stamp = self._clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
             os.replace(self.manifest_path, self.root / f"{MANIFEST_NAME}.corrupt-{stamp}")
         items = {item.job_id: item for item in newest.values()}
         self._write_manifest(items)
@@ -227,7 +232,7 @@ class Library:
     def write_run_report(self, report: Mapping[str, Any]) -> Path:
         """runs/<UTC time>-<pid>.json, written atomically. Values JSON cannot
         hold (paths, datetimes) are written as their str()."""
-        stamp = self._clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         runs = self.root / RUNS_DIR
         path = runs / f"{stamp}-{os.getpid()}.json"
         suffix = 1

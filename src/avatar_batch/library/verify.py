@@ -10,9 +10,9 @@ is built by a pure function so it can be checked against a golden list.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from avatar_batch.core.errors import Problem, ToolError
 from avatar_batch.core.proc import require_program, run
@@ -33,9 +33,12 @@ class Probe:
 def ffprobe_argv(video: Path, ffprobe: str = "ffprobe") -> list[str]:
     return [
         ffprobe,
-        "-v", "error",
-        "-print_format", "json",
-        "-show_entries", "format=duration:stream=codec_type",
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_entries",
+        "format=duration:stream=codec_type",
         str(video),
     ]
 
@@ -125,10 +128,16 @@ def _video_problems(root: Path, item: LibraryItem, probe: Callable[[Path], Probe
     missing = [kind for kind in REQUIRED_STREAMS if kind not in result.stream_types]
     if missing:
         problems.append(_problem(root, item, "video", f"no {' or '.join(missing)} stream"))
-    if item.duration_s is not None:
-        if result.duration_s is None or abs(result.duration_s - item.duration_s) > DURATION_TOLERANCE_S:
-            problems.append(_problem(
-                root, item, "video", f"lasts {result.duration_s} s but its row says {item.duration_s} s",
+    if item.duration_s is not None and (
+        result.duration_s is None or abs(result.duration_s - item.duration_s) > DURATION_TOLERANCE_S
+    ):
+        problems.append(
+            _problem(
+                root,
+                item,
+                "video",
+                f"lasts {result.duration_s} s but its row says {item.duration_s} s",
                 str(result.duration_s),
-            ))
+            )
+        )
     return problems

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -100,7 +100,9 @@ def check_muxed(result: ProbeResult, geometry: VideoGeometry, speech: SpeechTrac
     if (result.video_codec, result.pix_fmt) != ("h264", "yuv420p"):
         problems.append(f"video is {result.video_codec} {result.pix_fmt}, expected h264 yuv420p")
     if (result.width_px, result.height_px) != (geometry.width_px, geometry.height_px):
-        problems.append(f"video is {result.width_px}x{result.height_px}, expected {geometry.width_px}x{geometry.height_px}")
+        problems.append(
+            f"video is {result.width_px}x{result.height_px}, expected {geometry.width_px}x{geometry.height_px}"
+        )
     if result.num_frames != num_frames:
         problems.append(f"video has {result.num_frames} frames, expected {num_frames}")
     if abs(result.video_duration_s - speech.duration_s) > frame_s:

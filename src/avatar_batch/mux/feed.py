@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -79,9 +80,7 @@ def close_stream(frames: Iterable[np.ndarray], iterator: Iterator[np.ndarray]) -
             closed.append(owner)
 
 
-def feed_frames(
-    sink: IO[bytes], frames: Iterable[np.ndarray], geometry: VideoGeometry, num_frames: int
-) -> FeedStats:
+def feed_frames(sink: IO[bytes], frames: Iterable[np.ndarray], geometry: VideoGeometry, num_frames: int) -> FeedStats:
     """Write exactly `num_frames` frames to `sink`; the stream is closed on return or error.
     BrokenPipeError from `sink` propagates: the caller knows what the sink was."""
     iterator = iter(frames)

@@ -8,10 +8,11 @@ Knows nothing about speech tracks or what a job expected; `encode` checks that.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from avatar_batch.core import proc
 from avatar_batch.core.errors import ToolError

@@ -15,9 +15,10 @@ Knows nothing of the library or of how speech and video are made.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any
 
 from avatar_batch.core.errors import CatalogueError, InputFileError, Problem, UsageError
 from avatar_batch.core.records import Catalogue, Entry, JobSpec, Persona, RenderSettings, VoiceSettings
@@ -143,24 +144,42 @@ def _check_texts_and_voices(catalogue: Catalogue, entries: tuple[Entry, ...]) ->
     for entry in entries:
         persona = catalogue.personas.get(entry.persona)
         if persona is None:
-            problems.append(Problem(
-                file=file, message="unknown persona", line=entry.line, entry=entry.id,
-                field="persona", value=entry.persona,
-                fix=f"use one of: {', '.join(sorted(catalogue.personas))}",
-            ))
+            problems.append(
+                Problem(
+                    file=file,
+                    message="unknown persona",
+                    line=entry.line,
+                    entry=entry.id,
+                    field="persona",
+                    value=entry.persona,
+                    fix=f"use one of: {', '.join(sorted(catalogue.personas))}",
+                )
+            )
             continue
         for language in entry.languages:
             if not entry.answer.get(language):
-                problems.append(Problem(
-                    file=file, message=f"no answer text for language '{language}'", line=entry.line,
-                    entry=entry.id, field=f"answer.{language}", fix="add the answer text or drop the language",
-                ))
+                problems.append(
+                    Problem(
+                        file=file,
+                        message=f"no answer text for language '{language}'",
+                        line=entry.line,
+                        entry=entry.id,
+                        field=f"answer.{language}",
+                        fix="add the answer text or drop the language",
+                    )
+                )
             if language not in persona.voices:
-                problems.append(Problem(
-                    file=file, message=f"persona '{persona.id}' has no voice for this language",
-                    line=entry.line, entry=entry.id, field="languages", value=language,
-                    fix=f"add voices.{language} to persona '{persona.id}'",
-                ))
+                problems.append(
+                    Problem(
+                        file=file,
+                        message=f"persona '{persona.id}' has no voice for this language",
+                        line=entry.line,
+                        entry=entry.id,
+                        field="languages",
+                        value=language,
+                        fix=f"add voices.{language} to persona '{persona.id}'",
+                    )
+                )
     if problems:
         raise CatalogueError(problems)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import wave
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from avatar_batch.core.records import JobSpec, LibraryItem
 
@@ -100,9 +100,7 @@ def make_plan(
     if retire_missing:
         keys = {job.key for job in jobs}
         to_retire = [
-            item
-            for item in items.values()
-            if item.status != "retired" and (item.entry_id, item.language) not in keys
+            item for item in items.values() if item.status != "retired" and (item.entry_id, item.language) not in keys
         ]
         to_retire.sort(key=lambda item: (item.entry_id, item.language, item.job_id))
     estimate_s = sum(_job_speech_s(job, audio_duration_s) for job in to_render)

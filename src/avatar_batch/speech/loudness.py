@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from avatar_batch.core import proc
 from avatar_batch.core.errors import ToolError
@@ -197,7 +197,11 @@ def _limit_to_target(src: Path, out: Path, source: Measurement, target: Loudness
     for _ in range(MAX_LIMITER_PASSES):
         candidate = temp_sibling(out)
         try:
-            proc.run(limit_argv(src, candidate, gain_db, limit_dbfs), timeout_s=FFMPEG_TIMEOUT_S, what=f"ffmpeg limiter ({what})")
+            proc.run(
+                limit_argv(src, candidate, gain_db, limit_dbfs),
+                timeout_s=FFMPEG_TIMEOUT_S,
+                what=f"ffmpeg limiter ({what})",
+            )
             measured = measure(candidate, target, what=f"{what} limited")
             miss = abs(measured.integrated_lufs - target.integrated_lufs)
             if best is None or miss < best[0]:

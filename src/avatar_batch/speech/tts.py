@@ -15,9 +15,9 @@ seconds of audio. Knows nothing about loudness or captions.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from avatar_batch.core import proc
 from avatar_batch.core.errors import JobError, ToolError, UnavailableError
@@ -63,9 +63,7 @@ def argv_builder(engine: str) -> ArgvBuilder:
 
 def engines_for(voice: VoiceSettings, job_id: str) -> tuple[str, ...]:
     if voice.engine not in ENGINE_ORDER:
-        raise JobError(
-            f"job {job_id}: unknown TTS engine {voice.engine!r}. Fix: use one of {', '.join(ENGINE_ORDER)}"
-        )
+        raise JobError(f"job {job_id}: unknown TTS engine {voice.engine!r}. Fix: use one of {', '.join(ENGINE_ORDER)}")
     return ENGINE_ORDER[voice.engine]
 
 
@@ -86,9 +84,7 @@ def _attempt(engine: str, voice: VoiceSettings, text_file: Path, out_wav: Path, 
         audio.probe_audio(tmp)  # raises ToolError unless it decodes to > 0 s
 
 
-def speak(
-    text: str, voice: VoiceSettings, out_wav: Path, *, job_id: str, timeout_s: float = 120.0
-) -> TtsResult:
+def speak(text: str, voice: VoiceSettings, out_wav: Path, *, job_id: str, timeout_s: float = 120.0) -> TtsResult:
     """Speak `text` into `out_wav`, trying the engines in order; ToolError if none works."""
     if not text.strip():
         raise JobError(f"job {job_id}: the answer text is empty, so there is nothing to speak")
@@ -106,6 +102,5 @@ def speak(
         return TtsResult(wav_path=out_wav, engine=engine, failures=tuple(failures))
     raise ToolError(
         f"job {job_id}: text-to-speech failed for voice {voice.voice!r} with every engine "
-        f"({', '.join(engines)}). Fix: run `avatar-batch doctor` to check the TTS tools.\n"
-        + "\n".join(failures)
+        f"({', '.join(engines)}). Fix: run `avatar-batch doctor` to check the TTS tools.\n" + "\n".join(failures)
     )

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOTHING_WRITTEN
     try:
         speak_to_file(text, args.voice, args.rate, args.out)
-    except Exception as exc:  # the parent reads this line as the reason; any failure means "no audio"
+    except Exception as exc:  # noqa: BLE001 - the parent reads this line as the reason; any failure means "no audio"
         print(f"pyttsx3 failed for voice {args.voice!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ENGINE_FAILED
     if not args.out.is_file() or args.out.stat().st_size == 0:

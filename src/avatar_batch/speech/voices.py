@@ -9,7 +9,7 @@ would load the speech library in-process. A voice id is what goes into
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from avatar_batch.core import proc
 

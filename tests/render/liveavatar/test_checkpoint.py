@@ -15,12 +15,12 @@ from avatar_batch.core.errors import WeightsError
 from avatar_batch.render.liveavatar.checkpoint import (
     CheckpointLayout,
     expected_manifest,
+    identity,
     load_dit,
     model_identity,
     verify_checkpoint,
     write_tiny_checkpoint,
 )
-from avatar_batch.render.liveavatar.checkpoint import identity
 from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit_state
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
 from avatar_batch.render.liveavatar.lora import write_lora_file
@@ -65,8 +65,12 @@ def errors(problems):
 @needs_reference
 def test_14b_manifest_equals_the_official_dumps():
     manifest = expected_manifest(CONFIG_14B)  # DiT built on the meta device: no memory
-    for part, name in (("dit", "dit_state_dict"), ("lora", "lora_keys"), ("t5", "t5_state_dict"),
-                       ("vae", "vae_state_dict")):
+    for part, name in (
+        ("dit", "dit_state_dict"),
+        ("lora", "lora_keys"),
+        ("t5", "t5_state_dict"),
+        ("vae", "vae_state_dict"),
+    ):
         reference = json.loads((REFERENCE_DIR / f"{name}.json").read_text())["tensors"]
         assert manifest[part] == reference, part
     assert (len(manifest["dit"]), len(manifest["lora"])) == (1260, 896)

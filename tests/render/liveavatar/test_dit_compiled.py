@@ -26,8 +26,13 @@ def denoise_three_blocks(model) -> list[torch.Tensor]:
     model.prefill_sink(ref, motion, context, cond)
     outs = []
     for j in range(3):
-        block = BlockInputs(torch.randn(C, 3, LAT, LAT, generator=g), 857.6923,
-                            torch.randn(25, 32, 12, generator=g), first_frame=3 * j, sink_distance=5 + j)
+        block = BlockInputs(
+            torch.randn(C, 3, LAT, LAT, generator=g),
+            857.6923,
+            torch.randn(25, 32, 12, generator=g),
+            first_frame=3 * j,
+            sink_distance=5 + j,
+        )
         outs.append(model.denoise_block(block, step, cond))
     return outs
 

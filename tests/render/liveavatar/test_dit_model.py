@@ -87,8 +87,13 @@ def test_sink_prefill_stores_unrotated_keys(model):
     cond = model.new_cond_cache(H_PX, W_PX)
     model.prefill_sink(ref, motion, context, cond)
     # Layer 0's keys depend only on the embedded sink tokens: recompute them directly.
-    x = torch.cat([model._patchify(model.patch_embedding, ref[None]) + model.trainable_cond_mask.weight[1],
-                   model.frame_packer(motion) + model.trainable_cond_mask.weight[2]], dim=1)
+    x = torch.cat(
+        [
+            model._patchify(model.patch_embedding, ref[None]) + model.trainable_cond_mask.weight[1],
+            model.frame_packer(motion) + model.trainable_cond_mask.weight[2],
+        ],
+        dim=1,
+    )
     _, _, e0_zero = model._time_conditioning(0.0, 3)
     captured = {}
 

@@ -72,6 +72,7 @@ def test_merged_model_equals_unmerged_forward(model, adapters, tmp_path):
     handles = []
     modules = dict(model.named_modules())
     for name, (a, b) in adapters.items():
+
         def hook(_module, inputs, output, a=a, b=b):
             return output + (64.0 / RANK) * (inputs[0] @ a.T @ b.T)
 
@@ -137,8 +138,10 @@ def test_partial_coverage_is_refused(model, adapters, tmp_path):
 
 
 def test_foreign_spelling_is_refused(model, adapters, tmp_path):
-    tensors = {k.replace("lora_A.default", "lora_down").replace("lora_B.default", "lora_up"): v
-               for k, v in _tensors(adapters).items()}
+    tensors = {
+        k.replace("lora_A.default", "lora_down").replace("lora_B.default", "lora_up"): v
+        for k, v in _tensors(adapters).items()
+    }
     err = _error(model, tmp_path, tensors)
     assert "lora_down.weight" in str(err) and "unknown tensor" in str(err)
     assert "missing LoRA tensor" in str(err)

@@ -8,16 +8,15 @@ fresh caches, and every stored tensor must match within 1e-5.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from avatar_batch.render.liveavatar.dit import BlockInputs, rolled_reference_time
+from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES
+from tests.render.liveavatar.conftest import needs_official_fixtures
 
 TOLERANCE = 1e-5
-
-from tests.render.liveavatar.conftest import OFFICIAL_FIXTURES as FIXTURES, needs_official_fixtures  # noqa: E402
 
 pytestmark = needs_official_fixtures
 
@@ -33,8 +32,10 @@ def replay(official_model, recorded):
     cond = official_model.new_cond_cache(height, width)
     steps = official_model.new_step_caches(height, width, geometry["steps"], window_latent_frames=window)
     official_model.prefill_sink(tensors["prefill.ref_latents"][0], tensors["prefill.motion_latents"][0], context, cond)
-    prefill = [(cond.keys[i][:, : cond.length_tokens].clone(), cond.values[i][:, : cond.length_tokens].clone())
-               for i in range(official_model.config.num_layers)]
+    prefill = [
+        (cond.keys[i][:, : cond.length_tokens].clone(), cond.values[i][:, : cond.length_tokens].clone())
+        for i in range(official_model.config.num_layers)
+    ]
     velocities, written = [], None
     for call in meta["calls"]:
         n = call["index"]

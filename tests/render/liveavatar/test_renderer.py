@@ -20,7 +20,8 @@ import torch
 from avatar_batch.core.errors import OutOfMemoryError, UnavailableError, UsageError, WeightsError
 from avatar_batch.core.records import RenderRequest, RenderSettings, SpeechTrack
 from avatar_batch.render import open_renderer
-from avatar_batch.render.liveavatar import memory, runner as runner_module
+from avatar_batch.render.liveavatar import memory
+from avatar_batch.render.liveavatar import runner as runner_module
 from avatar_batch.render.liveavatar.checkpoint import model_identity, write_tiny_checkpoint
 from avatar_batch.render.liveavatar.memory import ComponentHost
 from avatar_batch.render.liveavatar.renderer import RUNNER_VERSION, LiveAvatarRenderer, ladder
@@ -243,7 +244,8 @@ def test_ladder_offloads_then_steps_down_the_presets():
     ]
     assert ladder(replace(high, preset="quick", size="384*256", offload="model")) == []
     assert [r.preset for r in LiveAvatarRenderer.ladder(replace(high, preset="standard", size="688*368"))] == [
-        "standard", "quick"
+        "standard",
+        "quick",
     ]
 
 

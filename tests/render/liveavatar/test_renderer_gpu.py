@@ -29,8 +29,9 @@ def setup(tmp_path_factory) -> tuple[RenderSettings, RenderRequest]:
     write_tiny_checkpoint(root / "weights")
     image = write_portrait(root / "portrait.png", size=(PX, PX))
     wav = write_sine_wav(root / "speech.wav", duration_s=1.95)
-    settings = RenderSettings(renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=4,
-                              weights_dir=str(root / "weights"))
+    settings = RenderSettings(
+        renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=4, weights_dir=str(root / "weights")
+    )
     speech = SpeechTrack(wav, wav, 1.95, -16.0, (), wav, wav, "tts")
     return settings, RenderRequest("gpu", image, "A doctor answers.", speech, settings)
 

@@ -86,8 +86,9 @@ def replayed_reference(dit, cond, plan) -> list[torch.Tensor]:
             g = clip * geometry.blocks_per_clip + block
             x = noise[:, 3 * block : 3 * block + 3]
             for step in range(schedule.num_steps):
-                call = BlockInputs(x, schedule.timesteps[step], cond.audio[..., 12 * g : 12 * g + 12], 3 * g,
-                                   rng.randint(4, 30))
+                call = BlockInputs(
+                    x, schedule.timesteps[step], cond.audio[..., 12 * g : 12 * g + 12], 3 * g, rng.randint(4, 30)
+                )
                 cache = dit.new_step_caches(PX, PX, 1, geometry.latent_frames_per_clip)[0]
                 for earlier in history[step]:
                     dit.denoise_block(earlier, cache, cond_cache)

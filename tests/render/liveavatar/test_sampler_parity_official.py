@@ -69,5 +69,7 @@ def test_final_latents_match_the_official_loop(official_model, recorded, plan, m
         if max_batch == 1:
             assert worst == 0.0, (clip, worst)  # the official loop's own arithmetic
         assert relative <= RELATIVE_TOLERANCE and worst <= RELATIVE_TOLERANCE * official.abs().max().item(), (
-            clip, relative, worst
+            clip,
+            relative,
+            worst,
         )

@@ -32,7 +32,6 @@ from avatar_batch.render.liveavatar.tokenizer import (
     load_tokenizer,
     tokenize,
 )
-
 from tests.render.liveavatar.conftest import reference_manifest
 
 TINY = CONFIG_TINY.t5
@@ -249,9 +248,7 @@ def _wan_encoder(state: dict, ids: torch.Tensor, mask: torch.Tensor, sizes: T5Si
             return state[f"blocks.{i}.{name}"]
 
         h = rms(x, w("norm1.weight"))
-        q, k, v = (
-            (h @ w(f"attn.{p}.weight").T).view(batch, length, heads, head_dim) for p in ("q", "k", "v")
-        )
+        q, k, v = ((h @ w(f"attn.{p}.weight").T).view(batch, length, heads, head_dim) for p in ("q", "k", "v"))
         bias = w("pos_embedding.embedding.weight")[buckets].permute(2, 0, 1)[None].expand(batch, -1, -1, -1)
         bias = bias.masked_fill(mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
         attn = torch.softmax(torch.einsum("binc,bjnc->bnij", q, k) + bias, dim=-1)

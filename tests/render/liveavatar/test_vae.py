@@ -25,7 +25,6 @@ from avatar_batch.render.liveavatar.vae import (
     vae_key_map,
     write_tiny_vae,
 )
-
 from tests.render.liveavatar.conftest import reference_manifest
 
 TINY = CONFIG_TINY.vae

@@ -212,8 +212,13 @@ def _load_feature_extractor(folder: Path):
         raise WeightsError(
             f"{path}: the model expects 16 kHz input normalised per utterance",
             [
-                Problem(file=path, message="unexpected preprocessing", field="sampling_rate / do_normalize",
-                        value=f"{extractor.sampling_rate} / {extractor.do_normalize}", fix="set 16000 / true"),
+                Problem(
+                    file=path,
+                    message="unexpected preprocessing",
+                    field="sampling_rate / do_normalize",
+                    value=f"{extractor.sampling_rate} / {extractor.do_normalize}",
+                    fix="set 16000 / true",
+                ),
             ],
         )
     return extractor
@@ -228,7 +233,7 @@ class AudioEncoder:
         self.device = device
         self.dtype = dtype
 
-    def to(self, device: torch.device | str) -> "AudioEncoder":
+    def to(self, device: torch.device | str) -> AudioEncoder:
         self.device = torch.device(device)
         self.model.to(self.device)
         return self

@@ -14,9 +14,10 @@ Two named configs exist: `14b` (the released numbers, spec §2.1, §4, §5) and
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DIT_CLASS_NAME = "WanModel_S2V"
 SIZES_SIDECAR = "avatar_batch_sizes.json"
@@ -63,7 +64,7 @@ class DiTConfig:
         return self.dim // self.num_heads
 
     @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> "DiTConfig":
+    def from_json_dict(cls, data: Mapping[str, Any]) -> DiTConfig:
         """Build from an official-format config.json dict. Keys starting with
         `_` (diffusers metadata) and keys this architecture does not use are ignored."""
         known = {f.name for f in fields(cls)}
@@ -75,7 +76,7 @@ class DiTConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_config_file(cls, path: Path) -> "DiTConfig":
+    def from_config_file(cls, path: Path) -> DiTConfig:
         return cls.from_json_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def to_json_dict(self) -> dict[str, Any]:

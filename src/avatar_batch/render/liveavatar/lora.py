@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -89,8 +89,14 @@ def check_lora_keys(
     for key in shapes:
         parsed = parse_lora_key(key)
         if parsed is None or parsed[0] not in wanted:
-            problems.append(Problem(str(file), "unknown tensor (foreign key spelling or not a LoRA target)",
-                                    entry=key, fix=_SPELLING_FIX))
+            problems.append(
+                Problem(
+                    str(file),
+                    "unknown tensor (foreign key spelling or not a LoRA target)",
+                    entry=key,
+                    fix=_SPELLING_FIX,
+                )
+            )
         elif parsed in found:
             problems.append(Problem(str(file), f"duplicate of '{found[parsed]}' in another spelling", entry=key))
         else:
@@ -102,11 +108,24 @@ def check_lora_keys(
         for ab, want in (("A", (rank, t.in_features)), ("B", (t.out_features, rank))):
             key = found.get((t.module, ab))
             if key is None:
-                problems.append(Problem(str(file), "missing LoRA tensor", entry=f"{t.module}.lora_{ab}.default.weight",
-                                        fix="use the complete liveavatar.safetensors (896 tensors for the 14B DiT)"))
+                problems.append(
+                    Problem(
+                        str(file),
+                        "missing LoRA tensor",
+                        entry=f"{t.module}.lora_{ab}.default.weight",
+                        fix="use the complete liveavatar.safetensors (896 tensors for the 14B DiT)",
+                    )
+                )
             elif tuple(shapes[key]) != want:
-                problems.append(Problem(str(file), "wrong shape", entry=key, value=str(list(shapes[key])),
-                                        fix=f"expected {list(want)} (rank {rank})"))
+                problems.append(
+                    Problem(
+                        str(file),
+                        "wrong shape",
+                        entry=key,
+                        value=str(list(shapes[key])),
+                        fix=f"expected {list(want)} (rank {rank})",
+                    )
+                )
     return found, problems
 
 
@@ -134,14 +153,18 @@ def read_lora_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
-        raise WeightsError(f"LoRA file {path} is missing", [Problem(str(path), "file not found",
-                           fix="put liveavatar.safetensors under <weights root>/LiveAvatar/")])
+        raise WeightsError(
+            f"LoRA file {path} is missing",
+            [Problem(str(path), "file not found", fix="put liveavatar.safetensors under <weights root>/LiveAvatar/")],
+        )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"LoRA file {path} cannot be read: {exc}",
-                           [Problem(str(path), "unreadable safetensors file", fix="download it again")]) from exc
+        raise WeightsError(
+            f"LoRA file {path} cannot be read: {exc}",
+            [Problem(str(path), "unreadable safetensors file", fix="download it again")],
+        ) from exc
 
 
 @torch.no_grad()

@@ -19,9 +19,9 @@ about the renderer protocol or the batch; `renderer.py` adapts it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class Runtime:
     compile: bool = False  # torch.compile the DiT blocks (dit/compiled.py)
 
     @classmethod
-    def detect(cls, device: str | None = None) -> "Runtime":
+    def detect(cls, device: str | None = None) -> Runtime:
         """CUDA in bf16 with compiled blocks when available (or asked for), else
         the CPU in fp32, eager (compiling costs more than it saves on the tiny model)."""
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -34,9 +34,9 @@ Blocks leave one at a time as they finish; `streaming.py` decodes them.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterator
 
 import torch
 

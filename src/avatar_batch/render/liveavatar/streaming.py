@@ -13,8 +13,8 @@ is the same either way, so the frames are identical; only their timing moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch

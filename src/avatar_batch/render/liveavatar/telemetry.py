@@ -11,9 +11,10 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # "sampling" includes the sink prefill, which runs when the first block is pulled.
 PHASES = ("load", "text", "audio", "reference", "sampling", "decode")

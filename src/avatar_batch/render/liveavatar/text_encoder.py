@@ -14,9 +14,10 @@ Also home of the small checkpoint-file helpers the VAE loader shares:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -250,7 +251,7 @@ class TextEncoder:
     sizes: T5Sizes
     device: torch.device
 
-    def to(self, device: torch.device | str) -> "TextEncoder":
+    def to(self, device: torch.device | str) -> TextEncoder:
         """Move the weights (offloading between prompts keeps 11 GB off the GPU)."""
         self.device = torch.device(device)
         self.model.to(self.device)
@@ -287,4 +288,3 @@ def load_text_encoder(
         raise WeightsError(f"{path} does not hold the umT5 encoder it should ({len(problems)} problems)", problems)
     model = _build_umt5(state, sizes, dtype).to(device)
     return TextEncoder(model=model, tokenizer=tokenizer, sizes=sizes, device=torch.device(device))
-

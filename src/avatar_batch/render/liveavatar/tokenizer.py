@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path, remove_tree

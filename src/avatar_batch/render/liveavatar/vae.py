@@ -15,9 +15,10 @@ one decode of the whole sequence.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -243,7 +244,7 @@ def load_vae(
     device: torch.device | str,
     dtype: torch.dtype,
     sizes: VaeSizes | None = None,
-) -> "Vae":
+) -> Vae:
     """Load `<ckpt_dir>/Wan2.1_VAE.pth` into diffusers' AutoencoderKLWan."""
     path = Path(ckpt_dir) / VAE_FILENAME
     state = load_pth(path)
@@ -310,7 +311,7 @@ class Vae:
             video = self.model.decode(self.denormalise(latents)).sample  # (B, 3, T, H, W)
         return video.float().clamp(-1.0, 1.0)
 
-    def stream_decoder(self) -> "StreamDecoder":
+    def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
 
 

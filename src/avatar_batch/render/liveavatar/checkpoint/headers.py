@@ -103,14 +103,23 @@ def data_problems(header: SafetensorsHeader) -> list[Problem]:
     available = header.file_bytes - header.data_start
     if header.data_end > available:
         problems.append(
-            Problem(file, f"file is truncated: tensors need {header.data_end:,} data bytes, {available:,} present",
-                    fix="download this file again")
+            Problem(
+                file,
+                f"file is truncated: tensors need {header.data_end:,} data bytes, {available:,} present",
+                fix="download this file again",
+            )
         )
     for t in header.tensors.values():
         tag_bytes = next((size for name, size in DTYPES.values() if name == t.dtype), 0)
         if not tag_bytes:
             problems.append(Problem(file, "unknown dtype", entry=t.name, value=t.dtype))
         elif t.end - t.begin != math.prod(t.shape) * tag_bytes:
-            problems.append(Problem(file, "byte range does not match shape and dtype", entry=t.name,
-                                    value=f"{t.end - t.begin} bytes for {list(t.shape)} {t.dtype}"))
+            problems.append(
+                Problem(
+                    file,
+                    "byte range does not match shape and dtype",
+                    entry=t.name,
+                    value=f"{t.end - t.begin} bytes for {list(t.shape)} {t.dtype}",
+                )
+            )
     return problems

@@ -9,6 +9,7 @@ file keyed by size and mtime so nightly runs do not rehash it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -17,7 +18,6 @@ from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import file_sha256, write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
 from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD
-
 
 
 def digest_cache_path(path: Path) -> Path:
@@ -37,10 +37,9 @@ def cached_file_sha256(path: Path) -> str:
         if {k: saved.get(k) for k in stamp} == stamp and isinstance(saved.get("sha256"), str):
             return saved["sha256"]
     digest = file_sha256(path)
-    try:
+    # A read-only weights folder: the digest is still right, only recomputed next time.
+    with contextlib.suppress(OSError):
         write_json_atomic(cache, {**stamp, "sha256": digest})
-    except OSError:
-        pass  # a read-only weights folder: the digest is still right, only recomputed next time
     return digest
 
 
@@ -48,8 +47,10 @@ def model_identity(root: Path) -> str:
     layout = CheckpointLayout.at(root)
     missing = [p for p in (layout.config_path, layout.index_path, layout.lora_path) if not p.is_file()]
     if missing:
-        raise WeightsError(f"cannot identify the model in {layout.root}",
-                           [Problem(str(p), "file is missing", fix=FIX_DOWNLOAD) for p in missing])
+        raise WeightsError(
+            f"cannot identify the model in {layout.root}",
+            [Problem(str(p), "file is missing", fix=FIX_DOWNLOAD) for p in missing],
+        )
     digest = hashlib.sha256()
     for label, data in (
         ("config.json", layout.config_path.read_bytes()),

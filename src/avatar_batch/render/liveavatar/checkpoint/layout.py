@@ -47,7 +47,7 @@ class CheckpointLayout:
     lora_path: Path
 
     @classmethod
-    def at(cls, root: Path) -> "CheckpointLayout":
+    def at(cls, root: Path) -> CheckpointLayout:
         root = Path(root)
         dit = root / DIT_FOLDER
         return cls(

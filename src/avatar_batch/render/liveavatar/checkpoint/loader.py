@@ -57,8 +57,10 @@ def load_dit(
 
 def _checked_weight_map(layout: CheckpointLayout, model: nn.Module) -> dict[str, str]:
     if not layout.index_path.is_file():
-        raise WeightsError(f"DiT shard index missing in {layout.dit_dir}",
-                           [Problem(str(layout.index_path), "file is missing", fix=FIX_DOWNLOAD)])
+        raise WeightsError(
+            f"DiT shard index missing in {layout.dit_dir}",
+            [Problem(str(layout.index_path), "file is missing", fix=FIX_DOWNLOAD)],
+        )
     expected = [[k, list(v.shape), DIT_DTYPE] for k, v in model.state_dict().items()]
     errors = [p for p in dit_problems(layout, expected) if p.severity == "error"]
     if errors:
@@ -82,8 +84,9 @@ def _stream_weights(
                 for key in keys:
                     _put(model, key, handle.get_tensor(key).to(device=device, dtype=dtype))
         except (SafetensorError, OSError) as exc:
-            raise WeightsError(f"DiT shard {path} cannot be read: {exc}",
-                               [Problem(str(path), "unreadable shard", fix=FIX_DOWNLOAD)]) from exc
+            raise WeightsError(
+                f"DiT shard {path} cannot be read: {exc}", [Problem(str(path), "unreadable shard", fix=FIX_DOWNLOAD)]
+            ) from exc
     left = [name for name, p in model.named_parameters() if p.is_meta]
     if left:  # unreachable after the key check; kept so a silent half-load is impossible
         problems = [Problem(str(layout.index_path), "parameter not loaded", entry=k) for k in left]

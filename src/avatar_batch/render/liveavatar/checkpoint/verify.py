@@ -58,15 +58,19 @@ def missing_files(layout: CheckpointLayout) -> list[Problem]:
         if not path.is_file():
             problems.append(Problem(str(path), "file is missing", fix=FIX_DOWNLOAD))
     if not layout.tokenizer_dir.is_dir() or not any((layout.tokenizer_dir / f).is_file() for f in TOKENIZER_FILES):
-        problems.append(Problem(str(layout.tokenizer_dir), f"tokenizer folder lacks all of {list(TOKENIZER_FILES)}",
-                                fix=FIX_DOWNLOAD))
+        problems.append(
+            Problem(
+                str(layout.tokenizer_dir), f"tokenizer folder lacks all of {list(TOKENIZER_FILES)}", fix=FIX_DOWNLOAD
+            )
+        )
     folder = layout.wav2vec2_dir
     for name in WAV2VEC2_FILES:
         if not (folder / name).is_file():
             problems.append(Problem(str(folder / name), "wav2vec2 file is missing", fix=FIX_DOWNLOAD))
     if not any((folder / name).is_file() for name in WAV2VEC2_WEIGHTS):
-        problems.append(Problem(str(folder), f"wav2vec2 weights missing (one of {list(WAV2VEC2_WEIGHTS)})",
-                                fix=FIX_DOWNLOAD))
+        problems.append(
+            Problem(str(folder), f"wav2vec2 weights missing (one of {list(WAV2VEC2_WEIGHTS)})", fix=FIX_DOWNLOAD)
+        )
     return problems
 
 
@@ -86,13 +90,22 @@ def resolve_config(layout: CheckpointLayout, cfg_name: str | None) -> tuple[Mode
     dit, problems = read_dit_config(layout.config_path)
     if cfg_name is not None:
         if cfg_name not in MODEL_CONFIGS:
-            return None, problems + [Problem(str(layout.root), f"unknown model config '{cfg_name}'",
-                                             fix=f"use one of {sorted(MODEL_CONFIGS)}")]
+            return None, problems + [
+                Problem(
+                    str(layout.root), f"unknown model config '{cfg_name}'", fix=f"use one of {sorted(MODEL_CONFIGS)}"
+                )
+            ]
         named = MODEL_CONFIGS[cfg_name]
         if dit is not None and dit != named.dit:
             differing = [k for k, v in vars(named.dit).items() if getattr(dit, k) != v]
-            problems.append(Problem(str(layout.config_path), f"config.json is not the '{cfg_name}' architecture",
-                                    field=", ".join(differing), fix=FIX_DOWNLOAD))
+            problems.append(
+                Problem(
+                    str(layout.config_path),
+                    f"config.json is not the '{cfg_name}' architecture",
+                    field=", ".join(differing),
+                    fix=FIX_DOWNLOAD,
+                )
+            )
         return named, problems
     if dit is None:
         return None, problems
@@ -167,8 +180,15 @@ def manifest_problems(
             continue
         want_shape, want_dtype = wanted[key]
         if tuple(shape) != want_shape:
-            problems.append(Problem(file, "wrong shape", entry=key, value=str(list(shape)),
-                                    fix=f"expected {list(want_shape)}; {FIX_DOWNLOAD}"))
+            problems.append(
+                Problem(
+                    file,
+                    "wrong shape",
+                    entry=key,
+                    value=str(list(shape)),
+                    fix=f"expected {list(want_shape)}; {FIX_DOWNLOAD}",
+                )
+            )
         elif dtype != want_dtype:
             other_dtypes.setdefault((file, dtype, want_dtype), []).append(key)
     for (file, dtype, want_dtype), keys in other_dtypes.items():
@@ -204,6 +224,9 @@ def pth_problems(path: Path, expected: list[ManifestEntry]) -> list[Problem]:
         return [Problem(str(path), f"cannot be opened by torch.load: {exc}", fix=FIX_DOWNLOAD)]
     if not isinstance(state, dict):
         return [Problem(str(path), "does not hold a state dict", value=type(state).__name__, fix=FIX_DOWNLOAD)]
-    found = {k: (str(path), tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()
-             if hasattr(v, "shape")}
+    found = {
+        k: (str(path), tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in state.items()
+        if hasattr(v, "shape")
+    }
     return manifest_problems(str(path), found, expected, set(state))

@@ -15,7 +15,7 @@ model dtype, the residual stream rounded to the model dtype at the output.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -38,7 +38,7 @@ class TokenGrid:
     patch_hw: tuple[int, int] = (2, 2)
 
     @classmethod
-    def from_pixels(cls, height_px: int, width_px: int, patch_hw: tuple[int, int] = (2, 2)) -> "TokenGrid":
+    def from_pixels(cls, height_px: int, width_px: int, patch_hw: tuple[int, int] = (2, 2)) -> TokenGrid:
         cell_h, cell_w = VAE_STRIDE_PX * patch_hw[0], VAE_STRIDE_PX * patch_hw[1]
         if height_px % cell_h or width_px % cell_w:
             raise ValueError(f"pixel size {width_px}x{height_px} is not a multiple of {cell_w}x{cell_h}")

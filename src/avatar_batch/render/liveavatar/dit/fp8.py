@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 E4M3_MAX = 448.0
-KEEP_IN_BF16 = ("text_embedding.", "time_embedding.", "time_projection.", "head.head", "casual_audio_encoder.encoder.final_linear")
+KEEP_IN_BF16 = (
+    "text_embedding.",
+    "time_embedding.",
+    "time_projection.",
+    "head.head",
+    "casual_audio_encoder.encoder.final_linear",
+)
 
 
 def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +50,13 @@ class Fp8Linear(nn.Module):
         bias = None if self.bias is None else self.bias.to(torch.bfloat16)
         if rows.is_cuda:
             out = torch._scaled_mm(
-                x8, self.weight_fp8.t(), scale_a=x_inverse, scale_b=self.weight_scale_inv,
-                bias=bias, out_dtype=torch.bfloat16, use_fast_accum=True,
+                x8,
+                self.weight_fp8.t(),
+                scale_a=x_inverse,
+                scale_b=self.weight_scale_inv,
+                bias=bias,
+                out_dtype=torch.bfloat16,
+                use_fast_accum=True,
             )
         else:
             weight = self.weight_fp8.float() * self.weight_scale_inv
@@ -56,7 +67,8 @@ class Fp8Linear(nn.Module):
 def quantise_linears_fp8(model: nn.Module) -> int:
     """Replace the DiT's eligible nn.Linear layers by Fp8Linear in place; returns how many."""
     targets = [
-        name for name, module in model.named_modules()
+        name
+        for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and not name.startswith(KEEP_IN_BF16)
     ]
     for name in targets:

@@ -27,8 +27,8 @@ sampling loops.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -254,10 +254,12 @@ class CausalS2VDiT(nn.Module):
         # 4. Head per frame, then back to the latent grid, one block at a time.
         out = self.head(x.reshape(count * frames, grid.tokens_per_frame, -1), e)  # (B*F, tokens, patch * C)
         grid_shape = (frames, grid.height, grid.width)
-        return torch.stack([
-            unpatchify(part.reshape(-1, part.shape[-1]), grid_shape, self.config.patch_size, self.config.out_dim)
-            for part in out.unflatten(0, (count, frames))
-        ])
+        return torch.stack(
+            [
+                unpatchify(part.reshape(-1, part.shape[-1]), grid_shape, self.config.patch_size, self.config.out_dim)
+                for part in out.unflatten(0, (count, frames))
+            ]
+        )
 
     # --- attention strategies handed to the blocks -----------------------------------
 
@@ -325,9 +327,9 @@ class CausalS2VDiT(nn.Module):
         x = self._patchify(self.patch_embedding, latents)
         if self.cond_encoder is not None:
             # An audio-only run feeds all-zero pose latents (spec §2.8): only the bias remains.
-            cond = torch.stack([
-                torch.zeros_like(b.latents) if b.cond_latents is None else b.cond_latents for b in blocks
-            ])
+            cond = torch.stack(
+                [torch.zeros_like(b.latents) if b.cond_latents is None else b.cond_latents for b in blocks]
+            )
             x = x + self._patchify(self.cond_encoder, cond)
         return x + self.trainable_cond_mask.weight[NOISY]
 

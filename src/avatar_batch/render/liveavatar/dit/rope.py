@@ -14,8 +14,8 @@ This module knows nothing about caches or token groups beyond simple grids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ class RopeAxes:
     space_pairs: int
 
     @classmethod
-    def for_head_dim(cls, head_dim: int) -> "RopeAxes":
+    def for_head_dim(cls, head_dim: int) -> RopeAxes:
         if head_dim % 2:
             raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
         space_pairs = head_dim // 6
@@ -49,7 +49,7 @@ class RopeMultipliers:
     def num_tokens(self) -> int:
         return self.cos.shape[-2]
 
-    def batched(self, batch: int) -> "RopeMultipliers":
+    def batched(self, batch: int) -> RopeMultipliers:
         """(B*L, P) multipliers of B consecutive token groups -> (B, L, P)."""
         return RopeMultipliers(self.cos.unflatten(0, (batch, -1)), self.sin.unflatten(0, (batch, -1)))
 

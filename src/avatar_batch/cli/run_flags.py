@@ -1,0 +1,96 @@
+"""The flags that say which run is meant, declared once for every command that asks about one.
+
+`render` renders a run and `plan` predicts it; both must build the same job ids,
+so both take exactly these flags (each setting enters the job id, and a flag
+missing from one command would make it ask a different question). A command
+decorated with `run_flags` receives them packed in one `batch.RunOptions`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from avatar_batch import batch
+
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+# (parameter, annotation, typer option); the parameter name is the settings
+# field unless SETTING_NAMES renames it.
+_SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    ("preset", str | None, typer.Option(None, "--preset", help="quick | standard | high.")),
+    ("renderer", str | None, typer.Option(None, "--renderer", help="still | liveavatar.")),
+    (
+        "size",
+        str | None,
+        typer.Option(None, "--size", help="Pixel area as W*H, e.g. 704*384 (aspect follows the image)."),
+    ),
+    ("steps", int | None, typer.Option(None, "--steps", help="Sampling steps, 1..4.")),
+    (
+        "weights",
+        Path | None,
+        typer.Option(None, "--weights", help="Checkpoint root holding Wan2.2-S2V-14B/ and LiveAvatar/."),
+    ),
+    ("offload", str | None, typer.Option(None, "--offload", help="none | model: park idle components on the CPU.")),
+    ("precision", str | None, typer.Option(None, "--precision", help="bf16 | fp8 DiT linears.")),
+    ("seed", int | None, typer.Option(None, "--seed", help="Noise seed.")),
+    ("num_clip", int | None, typer.Option(None, "--num-clip", help="Cap on 48-frame clips per answer.")),
+)
+SETTING_NAMES = {"steps": "sample_steps", "weights": "weights_dir"}
+
+_RUN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "library",
+        Path | None,
+        typer.Option(None, "--library", help="Library folder (default: the catalogue's `library`)."),
+    ),
+    ("only", list[str] | None, typer.Option(None, "--only", help="Only this entry id (repeatable).")),
+    ("force", bool, typer.Option(False, "--force", help="Re-render even what is up to date.")),
+)
+
+FLAG_NAMES = tuple(name for name, _, _ in (*_SETTING_FLAGS, *_RUN_FLAGS))
+
+
+def overrides_from(flags: dict[str, Any]) -> dict[str, Any]:
+    """The settings the user set, under their settings-field names."""
+    return {
+        SETTING_NAMES.get(name, name): (str(value) if isinstance(value, Path) else value)
+        for name, value in flags.items()
+        if value is not None
+    }
+
+
+def options_from(catalogue: Path, flags: dict[str, Any]) -> batch.RunOptions:
+    settings = {name: flags[name] for name, _, _ in _SETTING_FLAGS}
+    return batch.RunOptions(
+        catalogue_path=catalogue,
+        library_dir=flags["library"],
+        overrides=overrides_from(settings),
+        only=tuple(flags["only"] or ()),
+        force=flags["force"],
+    )
+
+
+def run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every run flag to `command`'s signature (as Typer reads it) and call
+    it with `catalogue` and `options` instead of the loose flags."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    added = [
+        inspect.Parameter(name, _KEYWORD, default=opt, annotation=kind)
+        for name, kind, opt in (*_SETTING_FLAGS, *_RUN_FLAGS)
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:  # Typer passes every parameter by name
+        flags = {name: kwargs.pop(name) for name in FLAG_NAMES}
+        return command(options=options_from(kwargs["catalogue"], flags), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "options"}
+    return wrapper
