@@ -152,7 +152,7 @@ def _language_problems(
             problems.append(at(loc + ("question", language), message, fix=fix, severity="warning"))
     voices = ctx.persona_voices.get(persona_id) if persona_id else None
     for language in answer if voices is not None else ():
-        if language not in voices:
+        if voices is not None and language not in voices:
             message = f"language '{language}' has no voice in persona '{persona_id}'"
             fix = f"add voices.{language} to persona '{persona_id}', or remove the '{language}' texts"
             problems.append(at(loc + ("answer", language), message, value=language, fix=fix))

@@ -9,6 +9,7 @@ broken entry never hides the problems of the next.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -105,7 +106,7 @@ def salvage(model: type[Model], raw: dict) -> Model | None:
         return None
 
 
-def _to_problem(error: dict, loc: tuple, known: list[str], raw: Any, locator: Locator) -> Problem:
+def _to_problem(error: Mapping[str, Any], loc: tuple, known: list[str], raw: Any, locator: Locator) -> Problem:
     where = loc + tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
     if kind == "extra_forbidden":

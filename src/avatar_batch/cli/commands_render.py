@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -69,7 +70,7 @@ def plan(
     """Dry run: what would be rendered, skipped and retired. Exit 0 if nothing is pending, 2 if work is."""
     prepared = batch.prepare(options)
     result = batch.make_plan(prepared, options)
-    summary = {
+    summary: dict[str, Any] = {
         "library": str(prepared.library.root),
         "to_render": [f"{j.entry_id}/{j.language}:{j.job_id}" for j in result.to_render],
         "to_skip": len(result.to_skip),

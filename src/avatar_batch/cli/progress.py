@@ -8,7 +8,7 @@ import time
 from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from avatar_batch.core.records import JobSpec, LibraryItem
 
@@ -55,8 +55,8 @@ class RichProgress:
             console=console,
             transient=False,
         )
-        self.overall = None
-        self.current = None
+        self.overall: TaskID | None = None
+        self.current: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -66,12 +66,12 @@ class RichProgress:
         self.bar.stop()
 
     def planned(self, plan) -> None:
-        self.overall = self.bar.add_task("render", total=max(1, len(plan.to_render)))
+        overall = self.overall = self.bar.add_task("render", total=max(1, len(plan.to_render)))
         self.console.print(
             f"{len(plan.to_render)} to render, {len(plan.to_skip)} up to date, {len(plan.to_retire)} to retire"
         )
         if not plan.to_render:
-            self.bar.update(self.overall, completed=1)
+            self.bar.update(overall, completed=1)
 
     def job_started(self, job: JobSpec, index: int, total: int) -> None:
         self.current = self.bar.add_task(f"  {_label(job)}", total=4)

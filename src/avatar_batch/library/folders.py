@@ -54,7 +54,7 @@ def assemble(staged: Path, item: LibraryItem, files: Mapping[str, str], rel: Pur
         sizes[key] = final.stat().st_size
         paths[key] = str(rel / FILE_NAMES[key])
     telemetry = {**item.telemetry, FILE_SIZES_KEY: sizes}
-    filled = replace(item, **paths, telemetry=telemetry)
+    filled = replace(item, **paths, telemetry=telemetry)  # type: ignore[arg-type]  # paths: the str fields named in FILE_NAMES
     write_meta(built, filled)
     fsync_dir(built)
     return built, filled

@@ -187,6 +187,7 @@ class LibraryRequestHandler(BaseHTTPRequestHandler):
 
     def _respond(self, send_body: bool) -> None:
         try:
+            assert isinstance(self.server, LibraryServer)
             path = locate(self.server.library_root, self.path)
             handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after the error branches
         except Refused as refused:
@@ -260,7 +261,7 @@ class LibraryServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
 
 def make_server(

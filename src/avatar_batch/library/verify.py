@@ -120,6 +120,7 @@ def _file_problems(root: Path, item: LibraryItem, probe: Callable[[Path], Probe]
 
 
 def _video_problems(root: Path, item: LibraryItem, probe: Callable[[Path], Probe]) -> list[Problem]:
+    assert item.video is not None  # rows without a video are reported before the probe
     try:
         result = probe(under(root, item.video))
     except (ToolError, ValueError) as exc:

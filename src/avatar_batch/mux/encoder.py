@@ -63,12 +63,14 @@ def _stop(encoder: subprocess.Popen) -> None:
     encoder.kill()
     encoder.wait()
     with contextlib.suppress(BrokenPipeError):
-        encoder.stdin.close()
+        if encoder.stdin is not None:
+            encoder.stdin.close()
 
 
 def _run_encoder(argv: list[str], frames: Iterable[np.ndarray], geometry: VideoGeometry, num_frames: int) -> None:
     """Steps 1-2: start ffmpeg, feed it, wait for it; ToolError with its stderr tail on failure."""
     encoder = proc.popen_writer(argv)
+    assert encoder.stdin is not None  # popen_writer always opens a pipe
     stderr = StderrTail(encoder.stderr)
     try:
         feed_frames(encoder.stdin, frames, geometry, num_frames)

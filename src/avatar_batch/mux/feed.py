@@ -45,7 +45,8 @@ class StderrTail:
     def _drain(self, pipe: IO[bytes] | None) -> None:
         if pipe is None:
             return
-        for chunk in iter(lambda: pipe.read1(4096), b""):
+        # read1: whatever is there now, so the tail stays current while ffmpeg runs.
+        for chunk in iter(lambda: pipe.read1(4096), b""):  # type: ignore[attr-defined]
             self._chunks.append(chunk)
             self._kept += len(chunk)
             while self._kept - len(self._chunks[0]) >= STDERR_KEEP_BYTES:

@@ -92,7 +92,7 @@ def make_plan(
     for job in jobs:
         item = items.get(job.job_id)
         done = item is not None and item.status in DONE_STATUSES
-        if done and not force and verified(item):
+        if item is not None and done and not force and verified(item):
             to_skip.append(job)
         else:
             to_render.append(job)

@@ -71,7 +71,7 @@ def parse_probe(text: str, path: Path) -> AudioInfo:
     stream = streams[0]
     duration = stream.get("duration") or (data.get("format") or {}).get("duration")
     try:
-        duration_s = float(duration)
+        duration_s = float(duration)  # type: ignore[arg-type]  # None lands in the except
     except (TypeError, ValueError):
         duration_s = 0.0
     if not duration_s > 0:

@@ -266,5 +266,5 @@ def load_audio_encoder(ckpt_dir: Path, *, device: torch.device | str, dtype: tor
     extractor = _load_feature_extractor(folder)
     # Loaded in its stored dtype (fp32), then cast: works across transformers versions.
     model = Wav2Vec2ForCTC.from_pretrained(str(folder), local_files_only=True)
-    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)  # type: ignore[call-arg]
     return AudioEncoder(extractor, model, torch.device(device), dtype)

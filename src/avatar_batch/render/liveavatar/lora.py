@@ -63,7 +63,7 @@ def lora_targets(model: nn.Module) -> list[LoraTarget]:
 
 def expected_lora_tensors(targets: Iterable[LoraTarget], rank: int = LORA_RANK) -> list[tuple[str, tuple[int, ...]]]:
     """(key, shape) of every tensor, in the `<module>.lora_A.default.weight` spelling."""
-    out = []
+    out: list[tuple[str, tuple[int, ...]]] = []
     for t in targets:
         out.append((f"{t.module}.lora_A.default.weight", (rank, t.in_features)))
         out.append((f"{t.module}.lora_B.default.weight", (t.out_features, rank)))
@@ -106,8 +106,8 @@ def check_lora_keys(
         rank = ranks.most_common(1)[0][0] if ranks else LORA_RANK
     for t in targets:
         for ab, want in (("A", (rank, t.in_features)), ("B", (t.out_features, rank))):
-            key = found.get((t.module, ab))
-            if key is None:
+            stored = found.get((t.module, ab))
+            if stored is None:
                 problems.append(
                     Problem(
                         str(file),
@@ -116,13 +116,13 @@ def check_lora_keys(
                         fix="use the complete liveavatar.safetensors (896 tensors for the 14B DiT)",
                     )
                 )
-            elif tuple(shapes[key]) != want:
+            elif tuple(shapes[stored]) != want:
                 problems.append(
                     Problem(
                         str(file),
                         "wrong shape",
-                        entry=key,
-                        value=str(list(shapes[key])),
+                        entry=stored,
+                        value=str(list(shapes[stored])),
                         fix=f"expected {list(want)} (rank {rank})",
                     )
                 )

@@ -43,6 +43,6 @@ def dmd_schedule(num_steps: int) -> Schedule:
     sigma_min = float(_shifted(1.0 / NUM_TRAIN_TIMESTEPS))
     # diffusers builds sigmas in float64 then stores them as float32.
     u = np.linspace(1.0, sigma_min, num_steps, dtype=np.float64)
-    sigmas = _shifted(u).astype(np.float32)
+    sigmas = np.asarray(_shifted(u), dtype=np.float32)
     timesteps = (sigmas * NUM_TRAIN_TIMESTEPS).astype(np.float32)
     return Schedule(tuple(float(t) for t in timesteps), tuple(float(s) for s in sigmas) + (0.0,))

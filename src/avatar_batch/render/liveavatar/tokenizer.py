@@ -50,10 +50,10 @@ def clean_text(text: str) -> str:
     when installed), HTML-unescape twice, collapse whitespace to single spaces."""
     try:
         import ftfy
-    except ImportError:  # ftfy only repairs broken encodings; clean text passes unchanged
-        ftfy = None
-    if ftfy is not None:
+
         text = ftfy.fix_text(text)
+    except ImportError:  # ftfy only repairs broken encodings; clean text passes unchanged
+        pass
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
 
