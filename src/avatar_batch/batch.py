@@ -117,6 +117,7 @@ def prepare(options: RunOptions, identity_of: Callable[[RenderSettings], str] | 
         catalogue_stage.render_prompt,
         cli_fixed=frozenset(options.overrides),
         only=options.only,
+        engine_version=speech_stage.command_version,
     )
     return Prepared(catalogue, settings, library, tuple(jobs))
 

@@ -26,7 +26,7 @@ class EntryContext:
     paths: PathContext
     defaults: DefaultsModel
     persona_ids: frozenset[str]  # every persona written, valid or not
-    persona_voices: Mapping[str, Mapping[str, str]]  # persona -> language -> voice, where readable
+    persona_voices: Mapping[str, Mapping[str, object]]  # persona -> language -> voice as written, where readable
 
 
 def build_entry(index: int, model: EntryModel, ctx: EntryContext) -> tuple[Entry | None, list[Problem]]:

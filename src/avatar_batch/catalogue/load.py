@@ -149,11 +149,11 @@ def _defaults(raw: Any, persona_ids: frozenset[str], locator: Locator) -> tuple[
 
 def _personas(
     raw: Any, ctx: PathContext, installed_voices: Collection[str] | None
-) -> tuple[dict[str, Persona], dict[str, dict[str, str]], list[Problem]]:
+) -> tuple[dict[str, Persona], dict[str, dict[str, object]], list[Problem]]:
     """The personas that passed every check, and the voices of every persona
     whose structure is sound (entries are checked against those)."""
     personas: dict[str, Persona] = {}
-    voices: dict[str, dict[str, str]] = {}
+    voices: dict[str, dict[str, object]] = {}
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         return personas, voices, problems  # reported by the top-level schema

@@ -54,8 +54,31 @@ class DefaultsModel(_Section):
 class PersonaModel(_Section):
     image: str
     prompt: str
-    voices: dict[str, str] = Field(min_length=1)
+    # an espeak-ng voice id, or a mapping checked by CommandVoiceModel in `command_voices`
+    voices: dict[str, str | dict[str, Any]] = Field(min_length=1)
     rate_wpm: int = Field(DEFAULT_TTS_RATE_WPM, ge=MIN_RATE_WPM, le=MAX_RATE_WPM)
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _voice_id_or_mapping(cls, value: Any) -> Any:
+        # Checked by hand so a wrong shape gives one clear message instead of
+        # one error per member of the union.
+        if not isinstance(value, dict):
+            return value  # pydantic's own "must be a mapping" message
+        for language, voice in value.items():
+            if not isinstance(voice, str | dict):
+                raise ValueError(
+                    f"voice for '{language}' must be an espeak-ng voice id such as 'en-us', "
+                    "or a mapping such as {engine: command, argv: [...]}"
+                )
+        return value
+
+
+class CommandVoiceModel(_Section):
+    """`{engine: command, argv: [program, arg, ...]}`: meaning is checked in `command_voices`."""
+
+    engine: str
+    argv: list[str]
 
 
 class EntryModel(_Section):

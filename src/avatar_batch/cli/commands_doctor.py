@@ -11,6 +11,7 @@ from rich.table import Table
 from avatar_batch import batch, speech
 from avatar_batch.cli import app, handled, out
 from avatar_batch.core.errors import EXIT_OK, EXIT_UNAVAILABLE
+from avatar_batch.core.records import CommandVoice
 from avatar_batch.render import devices
 
 MIN_FREE_DISK_GIB = 2.0
@@ -22,13 +23,18 @@ def _row(table: Table, check: str, ok: bool, detail: str) -> bool:
 
 
 def _catalogue_voices(table: Table, catalogue: Path, voices: dict) -> bool:
-    """One row per (persona, language): is its voice installed?"""
+    """One row per (persona, language): is its voice installed? A command
+    voice's program was found when the catalogue loaded; show which, and its version."""
     loaded = batch.load(batch.RunOptions(catalogue_path=catalogue, check_voices=False))
     good = True
     for persona in loaded.personas.values():
         for language, voice in sorted(persona.voices.items()):
-            found = speech.voices.knows_voice(voice, voices)
-            good &= _row(table, f"voice {persona.id}/{language}", found, voice)
+            label = f"voice {persona.id}/{language}"
+            if isinstance(voice, CommandVoice):
+                version = speech.command_version(voice.executable)
+                _row(table, label, True, f"command {voice.executable} ({version}): {' '.join(voice.argv)}")
+                continue
+            good &= _row(table, label, speech.voices.knows_voice(voice, voices), voice)
     return good
 
 

@@ -19,6 +19,10 @@ MODEL_SAMPLE_RATE_HZ = 16_000
 MASTER_SAMPLE_RATE_HZ = 48_000
 DEFAULT_LOUDNESS_LUFS = -16.0
 DEFAULT_TTS_RATE_WPM = 160
+# The only placeholders a command voice's argv may hold; nothing else in it is
+# ever substituted or interpreted (there is no shell).
+TEXT_FILE_PLACEHOLDER = "{text_file}"
+OUT_WAV_PLACEHOLDER = "{out_wav}"
 
 
 # --- presets -------------------------------------------------------------------
@@ -47,6 +51,23 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
 
 
 @dataclass(frozen=True)
+class CommandVoice:
+    """A TTS program run once per answer, from an argv template (never a shell).
+
+    The program runs in the catalogue's folder, so a relative path among its
+    arguments means what every other catalogue path means; no argument is
+    rewritten, because a path cannot be told from a value (`--speaker 0`).
+    """
+
+    argv: tuple[str, ...]  # as written, with {text_file} and {out_wav}
+    executable: Path  # argv[0] found on PATH, or its path (absolute or in the project)
+    cwd: Path  # the catalogue's folder
+    # arguments (as written) that name files in the project, e.g. a voice model:
+    # their bytes enter the job id, so a new model re-renders
+    files: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Persona:
     """Who speaks: a portrait, a prompt template and a TTS voice per language."""
 
@@ -54,7 +75,7 @@ class Persona:
     image_path: Path
     prompt_path: Path
     prompt_template: str
-    voices: Mapping[str, str]  # language -> TTS voice id
+    voices: Mapping[str, str | CommandVoice]  # language -> espeak-ng voice id, or a command voice
     rate_wpm: int = DEFAULT_TTS_RATE_WPM
 
 
@@ -129,10 +150,11 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class VoiceSettings:
-    engine: str = "pyttsx3"
-    voice: str = "en-us"
+    engine: str = "pyttsx3"  # pyttsx3 | espeak-ng | command
+    voice: str = "en-us"  # the espeak-ng voice id; for a command voice, its program's name
     rate_wpm: int = DEFAULT_TTS_RATE_WPM
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+    command: CommandVoice | None = None  # set exactly when engine == "command"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@ so a rerun can tell finished work from new work by id alone. Question text and
 department are deliberately left out: they label a video in the library but do
 not change a pixel or a sample of it, so editing them never re-renders.
 
+A command voice enters the id as its argv template (as written), its
+program's version (`engine_version`, asked of the speech stage by the
+caller, once per program and run) and the bytes of the project files its
+arguments name (a voice model); an espeak-ng voice as it always has, so
+existing ids do not change.
+
 The entry id IS hashed, although it does not change the video either: a job id
 names a library slot (`videos/<entry>/<lang>/<job-id>/`), and two entries with
 the same answer text must stay two rows, and a renamed entry must not inherit
@@ -16,12 +22,20 @@ Knows nothing of the library or of how speech and video are made.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from avatar_batch.core.errors import CatalogueError, InputFileError, Problem, UsageError
-from avatar_batch.core.records import Catalogue, Entry, JobSpec, Persona, RenderSettings, VoiceSettings
+from avatar_batch.core.records import (
+    Catalogue,
+    CommandVoice,
+    Entry,
+    JobSpec,
+    Persona,
+    RenderSettings,
+    VoiceSettings,
+)
 from avatar_batch.core.settings import settings_for_entry
 from avatar_batch.plan.ids import FileDigests, job_id
 
@@ -30,12 +44,32 @@ from avatar_batch.plan.ids import FileDigests, job_id
 SCHEMA = 1
 
 RenderPrompt = Callable[[Persona, Entry, str], str]
+EngineVersion = Callable[[Path], str]  # a command voice's program -> its version string
+ENGINE_COMMAND = "command"
+
+
+def _no_engine_version(executable: Path) -> str:
+    raise UsageError(f"a command voice ({executable}) needs its program's version for the job id; pass engine_version")
+
+
+def voice_fields(voice: VoiceSettings, engine_version: str | None, files_sha256: dict[str, str]) -> dict[str, Any]:
+    """How a voice enters the job id. An espeak-ng voice: its settings, as
+    before command voices existed. A command voice: template, version, files."""
+    if voice.command is None:
+        return {name: value for name, value in asdict(voice).items() if name != "command"}
+    return {
+        "engine": voice.engine,
+        "argv": list(voice.command.argv),
+        "engine_version": engine_version,
+        "files_sha256": files_sha256,
+        "loudness_lufs": voice.loudness_lufs,
+    }
 
 
 def hashed_fields(
     entry: Entry,
     language: str,
-    voice: VoiceSettings,
+    voice: dict[str, Any],
     image_sha256: str,
     audio_sha256: str | None,
     prompt: str,
@@ -48,7 +82,7 @@ def hashed_fields(
         "entry_id": entry.id,
         "language": language,
         "answer": entry.answer[language],
-        "voice": asdict(voice),
+        "voice": voice,
         "image_sha256": image_sha256,
         "audio_sha256": audio_sha256,
         "prompt": prompt,
@@ -65,43 +99,79 @@ def build_jobs(
     render_prompt: RenderPrompt,
     cli_fixed: frozenset[str] = frozenset(),
     only: Collection[str] = (),
+    engine_version: EngineVersion = _no_engine_version,
 ) -> list[JobSpec]:
     """One job per (entry x language), in catalogue order; only the entries
     named in `only` when it is not empty."""
     entries = _selected_entries(catalogue, only)
     _check_texts_and_voices(catalogue, entries)
-    digests = FileDigests()  # one per run: shared portraits are read once
+    run = _RunCaches(FileDigests(), {}, engine_version)  # one per run: shared files are read once
     jobs: list[JobSpec] = []
     for entry in entries:
         settings = settings_for_entry(run_settings, entry, cli_fixed)
-        jobs += _entry_jobs(catalogue, entry, settings, digests, model_identity, render_prompt)
+        jobs += _entry_jobs(catalogue, entry, settings, run, model_identity, render_prompt)
     return jobs
+
+
+@dataclass(frozen=True)
+class _RunCaches:
+    digests: FileDigests
+    versions: dict[Path, str]  # program -> version, asked once per run
+    engine_version: EngineVersion
+
+    def version(self, executable: Path) -> str:
+        if executable not in self.versions:
+            self.versions[executable] = self.engine_version(executable)
+        return self.versions[executable]
+
+
+def _voice(catalogue: Catalogue, persona: Persona, language: str) -> VoiceSettings:
+    chosen = persona.voices[language]
+    if isinstance(chosen, CommandVoice):
+        return VoiceSettings(
+            engine=ENGINE_COMMAND,
+            voice=Path(chosen.argv[0]).name,
+            rate_wpm=persona.rate_wpm,
+            loudness_lufs=catalogue.defaults.loudness_lufs,
+            command=chosen,
+        )
+    return VoiceSettings(voice=chosen, rate_wpm=persona.rate_wpm, loudness_lufs=catalogue.defaults.loudness_lufs)
+
+
+def _hashed_voice(voice: VoiceSettings, run: _RunCaches, catalogue: Catalogue, entry: Entry) -> dict[str, Any]:
+    if voice.command is None:
+        return voice_fields(voice, None, {})
+    files = {
+        written: _digest(run.digests, path, catalogue, entry, f"file '{written}' of a command voice")
+        for written, path in sorted(voice.command.files.items())
+    }
+    return voice_fields(voice, run.version(voice.command.executable), files)
 
 
 def _entry_jobs(
     catalogue: Catalogue,
     entry: Entry,
     settings: RenderSettings,
-    digests: FileDigests,
+    run: _RunCaches,
     model_identity: str,
     render_prompt: RenderPrompt,
 ) -> list[JobSpec]:
     persona = catalogue.personas[entry.persona]
+    digests = run.digests
     image_path = _resolve(catalogue, persona.image_path)
     image_sha256 = _digest(digests, image_path, catalogue, entry, "persona image")
     jobs: list[JobSpec] = []
     for language in entry.languages:
-        voice = VoiceSettings(
-            voice=persona.voices[language],
-            rate_wpm=persona.rate_wpm,
-            loudness_lufs=catalogue.defaults.loudness_lufs,
-        )
+        voice = _voice(catalogue, persona, language)
         audio_path = _resolve(catalogue, entry.audio[language]) if language in entry.audio else None
         audio_sha256 = None
         if audio_path is not None:
             audio_sha256 = _digest(digests, audio_path, catalogue, entry, f"recording for '{language}'")
         prompt = render_prompt(persona, entry, language)
-        fields = hashed_fields(entry, language, voice, image_sha256, audio_sha256, prompt, settings, model_identity)
+        hashed_voice = _hashed_voice(voice, run, catalogue, entry)
+        fields = hashed_fields(
+            entry, language, hashed_voice, image_sha256, audio_sha256, prompt, settings, model_identity
+        )
         jobs.append(
             JobSpec(
                 job_id=job_id(fields),

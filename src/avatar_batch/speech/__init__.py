@@ -25,6 +25,7 @@ from avatar_batch.core.fsio import atomic_path, write_json_atomic, write_text_at
 from avatar_batch.core.records import JobSpec, SpeechTrack
 from avatar_batch.speech import audio, captions, loudness, tts
 from avatar_batch.speech.captions import make_cues, split_sentences, to_srt, to_vtt
+from avatar_batch.speech.command import command_version
 from avatar_batch.speech.voices import installed_voices
 
 RAW_WAV = "speech_raw.wav"
@@ -40,6 +41,7 @@ SOURCE_RECORDING = "recording"
 __all__ = [
     "synthesize",
     "installed_voices",
+    "command_version",
     "make_cues",
     "split_sentences",
     "to_vtt",
@@ -64,13 +66,16 @@ def _raw_from_recording(job: JobSpec, raw: Path) -> dict:
 
 def _raw_from_tts(job: JobSpec, raw: Path, timeout_s: float) -> dict:
     result = tts.speak(job.answer, job.voice, raw, job_id=job.job_id, timeout_s=timeout_s)
-    return {
+    report = {
         "source": SOURCE_TTS,
         "engine": result.engine,
         "voice": job.voice.voice,
         "rate_wpm": job.voice.rate_wpm,
         "engine_failures": list(result.failures),
     }
+    if job.voice.command is not None:
+        report |= {"argv": list(job.voice.command.argv), "executable": str(job.voice.command.executable)}
+    return report
 
 
 def _master(raw: Path, work_dir: Path, target: loudness.LoudnessTarget, what: str) -> dict:

@@ -5,7 +5,9 @@ Engines, in the order tried for each `VoiceSettings.engine`:
   line. pyttsx3 drives libespeak-ng underneath, so the fallback speaks with
   the same voice; it exists because the in-process driver can hang or fail.
 - "espeak-ng": the espeak-ng command line only.
-The voice must be one espeak-ng has: pyttsx3 quietly keeps its default voice
+- "command": the catalogue's own program (`command`), with no fallback: a
+  different engine would speak in a different voice.
+An espeak-ng voice must be one espeak-ng has: pyttsx3 quietly keeps its default voice
 when given an unknown one (a Chinese answer in an English voice), so the
 voice is checked against `espeak-ng --voices` before any engine runs. Every
 attempt runs under a timeout and its output must decode to more than zero
@@ -23,14 +25,16 @@ from avatar_batch.core import proc
 from avatar_batch.core.errors import JobError, ToolError, UnavailableError
 from avatar_batch.core.fsio import atomic_path, write_text_atomic
 from avatar_batch.core.records import VoiceSettings
-from avatar_batch.speech import audio
+from avatar_batch.speech import audio, command
 from avatar_batch.speech.voices import installed_voices, knows_voice
 
 ENGINE_PYTTSX3 = "pyttsx3"
 ENGINE_ESPEAK = "espeak-ng"
+ENGINE_COMMAND = "command"
 ENGINE_ORDER: Mapping[str, tuple[str, ...]] = {
     ENGINE_PYTTSX3: (ENGINE_PYTTSX3, ENGINE_ESPEAK),
     ENGINE_ESPEAK: (ENGINE_ESPEAK,),
+    ENGINE_COMMAND: (ENGINE_COMMAND,),
 }
 
 ArgvBuilder = Callable[[str, int, Path, Path], list[str]]
@@ -64,6 +68,8 @@ def argv_builder(engine: str) -> ArgvBuilder:
 def engines_for(voice: VoiceSettings, job_id: str) -> tuple[str, ...]:
     if voice.engine not in ENGINE_ORDER:
         raise JobError(f"job {job_id}: unknown TTS engine {voice.engine!r}. Fix: use one of {', '.join(ENGINE_ORDER)}")
+    if (voice.engine == ENGINE_COMMAND) != (voice.command is not None):
+        raise JobError(f"job {job_id}: TTS engine {voice.engine!r} and the voice's command disagree")
     return ENGINE_ORDER[voice.engine]
 
 
@@ -79,8 +85,11 @@ def _attempt(engine: str, voice: VoiceSettings, text_file: Path, out_wav: Path, 
     """One engine, one process; the WAV appears at `out_wav` only if it decodes."""
     label = f"{engine} TTS (voice {voice.voice!r})"
     with atomic_path(out_wav) as tmp:
-        argv = argv_builder(engine)(voice.voice, voice.rate_wpm, text_file, tmp)
-        proc.run(argv, timeout_s=timeout_s, what=label)
+        if voice.command is not None:
+            command.run_command(voice.command, text_file, tmp, timeout_s)
+        else:
+            argv = argv_builder(engine)(voice.voice, voice.rate_wpm, text_file, tmp)
+            proc.run(argv, timeout_s=timeout_s, what=label)
         audio.probe_audio(tmp)  # raises ToolError unless it decodes to > 0 s
 
 
@@ -89,7 +98,8 @@ def speak(text: str, voice: VoiceSettings, out_wav: Path, *, job_id: str, timeou
     if not text.strip():
         raise JobError(f"job {job_id}: the answer text is empty, so there is nothing to speak")
     engines = engines_for(voice, job_id)
-    check_voice(voice, job_id)
+    if voice.command is None:
+        check_voice(voice, job_id)
     text_file = out_wav.with_name(out_wav.stem + "_text.txt")
     write_text_atomic(text_file, text)
     failures: list[str] = []
