@@ -23,6 +23,7 @@ COMMANDS = [
     ["weights", "manifest"],
     ["weights", "tiny"],
     ["weights", "verify"],
+    ["weights", "download"],
     ["serve"],
 ]
 

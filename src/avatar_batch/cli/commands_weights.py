@@ -1,4 +1,4 @@
-"""`weights manifest | tiny | verify`: checkpoint folders in the official layout."""
+"""`weights manifest | tiny | verify | download`: checkpoint folders in the official layout."""
 
 from __future__ import annotations
 
@@ -54,6 +54,30 @@ def tiny(
 @handled
 def verify_weights(root: Path = typer.Argument(..., help="Checkpoint root.", show_default=False)) -> None:
     """Check every file, header, key, shape and dtype without loading tensors."""
+    _verify_and_exit(root)
+
+
+def hub_client():
+    """The model hub `download` talks to; a test replaces this with a fake."""
+    from avatar_batch.render.liveavatar.checkpoint.download import HuggingFaceHub
+
+    return HuggingFaceHub()
+
+
+@weights_app.command("download")
+@handled
+def download_weights(root: Path = typer.Argument(..., help="Checkpoint root to fill.", show_default=False)) -> None:
+    """Fetch the files the runner needs from the official repositories (resumable), then verify them."""
+    from avatar_batch.render.liveavatar.checkpoint.download import RECORD_NAME, download_checkpoint
+
+    record = download_checkpoint(root, hub_client())
+    for repo, fetched in record.items():
+        out.print(f"{repo} @ {fetched['commit']} ({fetched['revision']}): {len(fetched['files'])} file(s)/folder(s)")
+    out.print(f"recorded in {root / RECORD_NAME}; verifying")
+    _verify_and_exit(root)
+
+
+def _verify_and_exit(root: Path) -> None:
     from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
 
     problems = verify_checkpoint(root)
