@@ -1,10 +1,12 @@
 """index.html in headless chromium, from disk and served: search and filters
 narrow the list, a video plays and seeks, its captions load, Chinese renders
-with real glyphs, the keyboard alone can start an answer, and catalogue markup
+with real glyphs, the keyboard alone can start an answer, posters and
+durations are listed, a link opens its answer directly, and catalogue markup
 is shown as text, never run."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -162,6 +164,38 @@ def test_catalogue_markup_is_shown_as_text_never_run(page):
     assert shown(page) == [HOSTILE_QUESTION]
     open_item(page, HOSTILE_QUESTION)
     assert page.find_element(By.ID, "now-answer").text == HOSTILE_ANSWER
-    assert page.execute_script("return document.querySelectorAll('img').length") == 0
+    # the only images are the poster thumbnails the page made, none with a handler
+    assert page.execute_script("return document.querySelectorAll('img:not(.thumb), img[onerror]').length") == 0
     time.sleep(0.3)  # give an injected handler the chance it must not have
     assert page.execute_script("return window.pwned === undefined")
+
+
+def test_the_list_shows_poster_thumbnails_and_durations(page):
+    rows = wait_until(
+        page,
+        "[...document.querySelectorAll('#results button')].every(b => b.querySelector('img.thumb').complete"
+        " && b.querySelector('img.thumb').naturalWidth > 0)"
+        " && [...document.querySelectorAll('#results button')].map(b => ["
+        "b.querySelector('img.thumb').getAttribute('src'), b.querySelector('.meta').textContent])",
+    )
+    assert len(rows) == ALL_ITEMS
+    for src, meta in rows:
+        assert src.startswith("videos/") and src.endswith("/poster.jpg")
+        assert re.fullmatch(r".+ · (en|zh) · 0:0[1-9]", meta), meta
+
+
+def test_a_link_opens_its_answer_and_follows_the_choice(page):
+    base = page.current_url.split("#")[0]
+    page.get("about:blank")
+    page.get(base + "#entry=chest-pain&lang=zh")  # a fresh page load
+    wait_until(page, "document.getElementById('video').currentSrc.indexOf('/chest-pain/zh/') !== -1")
+    assert page.find_element(By.ID, "now-question").text == CJK_QUESTION
+    assert page.find_element(By.CSS_SELECTOR, "#results button[aria-current=true] .question").text == CJK_QUESTION
+    assert re.fullmatch(r"0:0[1-9]", page.find_element(By.ID, "now-duration").text)
+    open_item(page, "Where do I register?")
+    assert page.execute_script("return window.location.hash") == "#entry=register&lang=en"
+    link = page.find_element(By.ID, "now-link")
+    assert link.is_displayed() and link.get_attribute("href") == base + "#entry=register&lang=en"
+    page.get(base + "#entry=chest-pain&lang=en")  # the same page, a new hash
+    wait_until(page, "document.getElementById('video').currentSrc.indexOf('/chest-pain/en/') !== -1")
+    assert page.find_element(By.ID, "now-question").text == ENTRIES[1]["question"]["en"]

@@ -172,5 +172,37 @@ def test_page_script_runs_filters_and_plays(tmp_path: Path, protocol: str, track
         "heading": "你们几点开门？",
         "lang": "zh",
         "current": "true",
+        "hash": "#entry=hours%232&lang=zh",
+        "link": "#entry=hours%232&lang=zh",
+        "duration": "0:01",
     }
+    assert shown["rows"] == [
+        ["videos/hours/en/1111111111111111/poster.jpg", "Front desk \u00b7 en \u00b7 0:01"],
+        [f"{base}/poster.jpg", "前台 \u00b7 zh \u00b7 0:01"],
+    ]
+    assert shown["opened"] == {"heading": "", "hash": ""}  # no link: nothing opens by itself
+    assert shown["afterHashChange"] == {"heading": "When do you open?", "current": "true"}
     assert shown["afterSearch"] == "1 of 2 answers" and shown["afterLanguage"] == "1 of 2 answers"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize(
+    "link, heading",
+    [
+        ("#entry=hours%232&lang=zh", "你们几点开门？"),
+        ("#entry=hours", "When do you open?"),  # no language: the entry's first answer
+        ("#entry=nothing&lang=en", "This link names an answer that is not in the library"),
+    ],
+)
+def test_a_link_opens_its_answer_directly(tmp_path: Path, link: str, heading: str):
+    items = two_items()
+    items[1] = replace(items[1], entry_id="hours#2", **folder_paths("2" * 16, "hours#2", "zh"))
+    library = build_library(tmp_path / "output", items)
+    done = subprocess.run(
+        ["node", str(Path(__file__).with_name("html_dom_stub.js")), str(library.html_path), "file:", link],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout)["opened"]["heading"] == heading
