@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from avatar_batch import speech
-from avatar_batch.core.errors import ToolError
+from avatar_batch.core.errors import JobError, ToolError
 from avatar_batch.core.fsio import file_sha256
 from avatar_batch.core.records import CommandVoice, VoiceSettings
 from avatar_batch.speech import command, tts
@@ -105,3 +105,10 @@ def test_version_falls_back_to_the_programs_sha256(tmp_path: Path):
     program.write_text("#!/bin/sh\necho 'no such option' >&2\nexit 1\n")
     program.chmod(0o755)
     assert command.command_version(program) == "sha256:" + file_sha256(program)
+
+
+def test_engine_and_command_must_agree(tmp_path: Path):
+    with pytest.raises(JobError, match="disagree"):
+        tts.speak("Hello.", VoiceSettings(engine="command"), tmp_path / "raw.wav", job_id="job-8")
+    with pytest.raises(JobError, match="disagree"):
+        tts.speak("Hello.", replace(command_voice(), engine="espeak-ng"), tmp_path / "raw.wav", job_id="job-8")
