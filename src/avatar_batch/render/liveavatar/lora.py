@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,11 +168,20 @@ def read_lora_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 @torch.no_grad()
-def merge_lora(model: nn.Module, path: Path, *, alpha: float = LORA_ALPHA, rank: int | None = None) -> int:
+def merge_lora(
+    model: nn.Module,
+    path: Path,
+    *,
+    alpha: float = LORA_ALPHA,
+    rank: int | None = None,
+    include: Callable[[str], bool] | None = None,
+) -> int:
     """Merge the LoRA at `path` into `model` in place; returns the number of merged modules.
 
     Every target must be present (else WeightsError, nothing merged). `rank`
-    overrides r read from the tensors (which must then have it)."""
+    overrides r read from the tensors (which must then have it). `include(module
+    name)` merges a part only: a placed load merges each streamed block as it
+    is read, and the rest once (the whole file is checked every time)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -182,15 +191,16 @@ def merge_lora(model: nn.Module, path: Path, *, alpha: float = LORA_ALPHA, rank:
     if problems:
         raise lora_error(path, problems)
     modules = dict(model.named_modules())
+    chosen = [t for t in targets if include is None or include(t.module)]
     with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for t in targets:
+        for t in chosen:
             layer = modules[t.module]
             weight = layer.weight
             a = handle.get_tensor(found[(t.module, "A")]).to(device=weight.device, dtype=torch.float32)
             b = handle.get_tensor(found[(t.module, "B")]).to(device=weight.device, dtype=torch.float32)
             scale = alpha / a.shape[0]
             weight.copy_((weight.float() + (b @ a) * scale).to(weight.dtype))
-    return len(targets)
+    return len(chosen)
 
 
 def random_lora(

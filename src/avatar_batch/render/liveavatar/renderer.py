@@ -142,7 +142,7 @@ class LiveAvatarRenderer:
         with out_of_memory_guard("loading and conditioning", OOM_HINT):
             if not runner.loaded:
                 with clock.phase("load"):
-                    runner.load(settings.offload, settings.precision)
+                    runner.load(runner.resident_placement(settings.offload, settings.precision))
             runner.use_offload(settings.offload)
             reset_peak_gpu(runner.runtime.device)
             cond = runner.condition(request, plan, self.options, clock)

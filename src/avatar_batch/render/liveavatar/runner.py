@@ -42,10 +42,14 @@ from avatar_batch.render.liveavatar.conditioning import (
     reference_latent,
     text_context,
 )
+from avatar_batch.render.liveavatar.config import DiTConfig
+from avatar_batch.render.liveavatar.dit import CausalS2VDiT
 from avatar_batch.render.liveavatar.dit.compiled import compile_blocks
-from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
+from avatar_batch.render.liveavatar.dit.rings import CopyEngine
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
 from avatar_batch.render.liveavatar.memory import ComponentHost, use_expandable_segments
+from avatar_batch.render.liveavatar.placement import Placement
+from avatar_batch.render.liveavatar.placing import check_placement, dit_placer, fp8_compute_problem, resident_placement
 from avatar_batch.render.liveavatar.sampler import (
     SamplerOptions,
     SamplingPlan,
@@ -98,8 +102,10 @@ class LiveAvatarRunner:
         self.runtime = runtime
         if runtime.device.type == "cuda":
             use_expandable_segments()  # before the first CUDA allocation
-        self.dit = None
+        self.dit: CausalS2VDiT | None = None
         self.host: ComponentHost | None = None
+        self.placement: Placement | None = None
+        self.copies: CopyEngine | None = None  # host <-> device traffic of streamed blocks and caches
         self._portraits: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     # --- 1. plan (no model) ------------------------------------------------------------
@@ -120,24 +126,45 @@ class LiveAvatarRunner:
     def loaded(self) -> bool:
         return self.dit is not None
 
-    def load(self, offload: str, precision: str = "bf16") -> None:
-        """Every network, once. Helpers load straight onto the device they wait on.
-        fp8 quantises the DiT's linears after the LoRA merge, before compiling."""
+    def load(self, placement: Placement) -> None:
+        """Every network, once, where `placement` says. Helpers load straight onto the device
+        they wait on; the DiT's resident parts load onto the compute device, its streamed
+        blocks into pinned host memory block by block (LoRA merged, then quantised as the
+        placement's formats say), before the blocks are compiled."""
         if self.loaded:
             return
+        check_placement(placement, self.runtime.device)
         device, dtype = self.runtime.device, self.runtime.dtype
+        offload = "model" if placement.helpers == "lend" else "none"
         host = ComponentHost(device, offload)
         park = torch.device("cpu") if offload == "model" else device
         ckpt = self.layout.dit_dir
         host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park)
         host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park)
         host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=move_vae)
-        self.dit = load_dit(self.layout.root, device=device, dtype=dtype)
-        if precision == "fp8":
-            quantise_linears_fp8(self.dit)
+        self.copies = CopyEngine(device)
+        placer = dit_placer(placement, self.copies)
+        self.dit = load_dit(self.layout.root, device=device, dtype=dtype, placer=placer)
         if self.runtime.compile:
             compile_blocks(self.dit)
         self.host = host
+        self.placement = placement
+
+    def resident_placement(self, offload: str, precision: str) -> Placement:
+        """The placement of the modes before the planner: the whole DiT and its caches on the
+        device, helpers resident ("none") or lent ("model"); fp8 runs scaled_mm linears."""
+        layers = DiTConfig.from_config_file(self.layout.config_path).num_layers
+        return resident_placement(offload, precision, layers, self.runtime.device)
+
+    def _loaded_dit(self) -> CausalS2VDiT:
+        if self.dit is None:
+            raise RuntimeError("the runner is not loaded: call load(placement) first")
+        return self.dit
+
+    def _host(self) -> ComponentHost:
+        if self.host is None:
+            raise RuntimeError("the runner is not loaded: call load(placement) first")
+        return self.host
 
     def use_offload(self, offload: str) -> None:
         if self.host is not None and self.host.offload != offload:
@@ -148,21 +175,21 @@ class LiveAvatarRunner:
     def condition(
         self, request: RenderRequest, plan: JobPlan, options: SamplerOptions, clock: PhaseClock
     ) -> Conditioning:
-        dit, host, geometry = self.dit, self.host, plan.sampling.geometry
+        dit, host, geometry = self._loaded_dit(), self._host(), plan.sampling.geometry
         with clock.phase("text"), host.lend("text") as text_encoder:
             context = text_context(text_encoder, dit, request.prompt)
         with clock.phase("audio"), host.lend("audio") as audio_encoder:
             audio = audio_frames(audio_encoder, plan.samples_16k, geometry.num_video_frames)
         with clock.phase("reference"):
             ref, motion = self._portrait_latents(request.image_path, geometry, options.pad_mode)
-        to_dit = {"device": dit.device, "dtype": dit.dtype}
-        return Conditioning(context, audio.to(**to_dit), ref.to(**to_dit), motion.to(**to_dit))
+        device, dtype = dit.device, dit.dtype
+        return Conditioning(context, audio.to(device, dtype), ref.to(device, dtype), motion.to(device, dtype))
 
     def _portrait_latents(self, image_path: Path, geometry: ClipGeometry, pad_mode: str):
         key = (file_sha256(image_path), geometry.height_px, geometry.width_px, pad_mode, self.runtime.dtype)
         if key not in self._portraits:
             pixels = portrait_pixels(image_path, geometry.height_px, geometry.width_px, pad_mode)
-            with self.host.lend("vae") as vae:
+            with self._host().lend("vae") as vae:
                 latents = (reference_latent(vae, pixels).cpu(), motion_latents(vae, pixels).cpu())
             self._portraits[key] = latents
             while len(self._portraits) > PORTRAIT_CACHE_ENTRIES:
@@ -177,9 +204,9 @@ class LiveAvatarRunner:
     ) -> Iterator[np.ndarray]:
         """Every frame of the job's clips (48·N minus `drop_first_frames`), generated on demand.
         The VAE stays on the compute device until the caller stops pulling."""
-        with self.host.lend("vae") as vae:
+        with self._host().lend("vae") as vae:
             distances = sink_distances(plan.sampling.seed, options.sink_distance)
-            blocks = sample_blocks(self.dit, cond, plan.sampling, distances, seeded_noise(plan.sampling))
+            blocks = sample_blocks(self._loaded_dit(), cond, plan.sampling, distances, seeded_noise(plan.sampling))
             prime = cond.motion_latents[:, -options.decoder_prime_latents :]
             # Decoding beside the sampler pays on CUDA; the frames are the same either way.
             yield from stream_frames(
@@ -196,13 +223,5 @@ class LiveAvatarRunner:
 
 def check_precision(precision: str, runtime: Runtime) -> None:
     """fp8 needs CUDA's fp8 matrix kernels (compute capability 8.9+: Ada, Hopper and later)."""
-    if precision != "fp8":
-        return
-    if runtime.device.type != "cuda":
-        raise UsageError("precision 'fp8' needs a CUDA GPU (compute capability 8.9 or newer); use --precision bf16")
-    major, minor = torch.cuda.get_device_capability(runtime.device)
-    if (major, minor) < (8, 9) or not hasattr(torch, "_scaled_mm"):
-        raise UsageError(
-            f"precision 'fp8' needs compute capability 8.9 or newer and torch._scaled_mm; this GPU is "
-            f"{major}.{minor} with torch {torch.__version__}: use --precision bf16"
-        )
+    if precision == "fp8" and (reason := fp8_compute_problem(runtime.device)):
+        raise UsageError(f"precision 'fp8': {reason}; use --precision bf16")

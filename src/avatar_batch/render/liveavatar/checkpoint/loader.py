@@ -9,12 +9,19 @@
    cast to the run dtype on the target device and put in place, so the host
    never holds more than one tensor beyond the page cache.
 4. The LoRA is merged (fp32 arithmetic, once); RoPE needs no stored tables.
+
+With a `DiTPlacer` (issue 11), steps 3-4 run first for everything but the
+streamed blocks (then quantised as the placement says), and then block by
+block for the streamed ones: read to the compute device, merged, quantised,
+packed into pinned host memory and bound to a ring slot. The host holds one
+copy of the streamed weights, filled straight from the shards.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +32,7 @@ from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
 from avatar_batch.render.liveavatar.checkpoint.manifest import DIT_DTYPE
 from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD, dit_problems, read_dit_config
 from avatar_batch.render.liveavatar.dit import PARITY, CausalS2VDiT, DiTNumerics
+from avatar_batch.render.liveavatar.dit.placed import DiTPlacer, block_of_key
 from avatar_batch.render.liveavatar.lora import LORA_ALPHA, capped_problems, merge_lora
 
 
@@ -37,10 +45,12 @@ def load_dit(
     lora_alpha: float = LORA_ALPHA,
     lora_rank: int | None = None,
     numerics: DiTNumerics = PARITY,
+    placer: DiTPlacer | None = None,
 ) -> CausalS2VDiT:
     """The DiT of the checkpoint at `root` on `device` in `dtype`, in eval mode, without gradients.
 
-    The LoRA scale is lora_alpha / r, with r read from the file unless `lora_rank` is given."""
+    The LoRA scale is lora_alpha / r, with r read from the file unless `lora_rank` is given.
+    `placer` streams blocks from pinned host memory and sets weight and cache formats."""
     layout = CheckpointLayout.at(root)
     config, problems = read_dit_config(layout.config_path)
     if config is None:
@@ -49,10 +59,28 @@ def load_dit(
     with torch.device("meta"):
         model = CausalS2VDiT(config, numerics)
     weight_map = _checked_weight_map(layout, model)
-    _stream_weights(model, layout, weight_map, torch.device(device), dtype)
+    target = torch.device(device)
+    streamed = set(placer.streamed) if placer is not None else set()
+    rest = {k: s for k, s in weight_map.items() if block_of_key(k) not in streamed}
+    _stream_weights(model, layout, rest, target, dtype)
     if lora:
-        merge_lora(model, layout.lora_path, alpha=lora_alpha, rank=lora_rank)
-    return model.eval().requires_grad_(False)
+        merge_lora(
+            model,
+            layout.lora_path,
+            alpha=lora_alpha,
+            rank=lora_rank,
+            include=lambda m: block_of_key(m + ".") not in streamed,
+        )
+    if placer is None:
+        return model.eval().requires_grad_(False)
+    placer.finish_resident(model)
+    for layer in placer.streamed:
+        prefix = f"blocks.{layer}."
+        _stream_weights(model, layout, {k: s for k, s in weight_map.items() if k.startswith(prefix)}, target, dtype)
+        if lora:
+            merge_lora(model, layout.lora_path, alpha=lora_alpha, rank=lora_rank, include=_under(prefix))
+        placer.adopt(layer, model.blocks[layer])
+    return placer.attach(model.eval().requires_grad_(False))
 
 
 def _checked_weight_map(layout: CheckpointLayout, model: nn.Module) -> dict[str, str]:
@@ -87,7 +115,7 @@ def _stream_weights(
             raise WeightsError(
                 f"DiT shard {path} cannot be read: {exc}", [Problem(str(path), "unreadable shard", fix=FIX_DOWNLOAD)]
             ) from exc
-    left = [name for name, p in model.named_parameters() if p.is_meta]
+    left = [name for name, p in model.named_parameters() if p.is_meta and name in weight_map]
     if left:  # unreachable after the key check; kept so a silent half-load is impossible
         problems = [Problem(str(layout.index_path), "parameter not loaded", entry=k) for k in left]
         raise WeightsError(f"{len(left)} DiT parameters were not loaded", capped_problems(problems))
@@ -98,3 +126,7 @@ def _put(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
     owner_name, _, name = key.rpartition(".")
     owner = model.get_submodule(owner_name) if owner_name else model
     owner._parameters[name] = nn.Parameter(tensor, requires_grad=False)
+
+
+def _under(prefix: str) -> Callable[[str], bool]:
+    return lambda module: (module + ".").startswith(prefix)

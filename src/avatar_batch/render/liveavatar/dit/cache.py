@@ -15,6 +15,13 @@
 
 Both are sized from the pixel geometry and the model's own head count and head
 dim, in the model's dtype and device. Nothing here runs attention.
+
+Storage follows a `CachePolicy` (issue 11): step caches in the model dtype or
+in fp8 (e4m3 with one fp32 scale per token and head, quantised when written,
+dequantised when read); step caches past `steps_resident`, and the cond
+cache's keys and values when `cond_stream`, live in host memory and visit the
+device one layer at a time through a `CacheRing` (cache_stream.py). The text
+keys and values and the modulation rows (a few hundred MB) always stay.
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from avatar_batch.render.liveavatar.dit.cache_stream import CacheRing, TokenRange, spans_without
 from avatar_batch.render.liveavatar.dit.framepack import BUCKET_KERNELS, BUCKET_LATENTS
+from avatar_batch.render.liveavatar.dit.rings import CopyEngine
 
 VAE_STRIDE_PX = 8  # pixels per latent cell
 DEFAULT_WINDOW_LATENT_FRAMES = 12  # one 48-frame clip: the block and the 3 before it
+KV_FORMATS = ("bf16", "fp8")  # "bf16" means the model dtype (fp32 on the CPU)
+E4M3_MAX = 448.0
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,37 @@ class CacheShape:
     dtype: torch.dtype
     device: torch.device
 
-    def zeros(self, num_tokens: int) -> list[torch.Tensor]:
-        return [
-            torch.zeros(1, num_tokens, self.num_heads, self.head_dim, dtype=self.dtype, device=self.device)
-            for _ in range(self.num_layers)
-        ]
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How a run stores its caches; the default keeps everything resident in the model dtype."""
+
+    kv_format: str = "bf16"
+    steps_resident: int | None = None  # step caches 0..n-1 stay on the device; None: all of them
+    cond_stream: bool = False
+    num_slots: int = 2  # device slots per ring (2 = double buffering)
+    engine: CopyEngine | None = None  # needed when anything streams
+
+    def __post_init__(self) -> None:
+        if self.kv_format not in KV_FORMATS:
+            raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {self.kv_format!r}")
+        streams = self.cond_stream or self.steps_resident is not None
+        if streams and self.engine is None:
+            raise ValueError("a cache policy that streams needs a CopyEngine")
+
+    def streams_step(self, step: int) -> bool:
+        return self.steps_resident is not None and step >= self.steps_resident
+
+
+def quantise_fp8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, n, H, D) -> e4m3 values and fp32 scales (1, n, H, 1): one scale per token and head."""
+    scale = x.abs().amax(dim=-1, keepdim=True).float().clamp_min(1e-12) / E4M3_MAX
+    return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
+
+
+def dequantise_fp8_rows(values: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # e4m3 values are exact in bf16; one rounding for the product.
+    return values.to(dtype) * scales.to(dtype)
 
 
 @dataclass
@@ -94,6 +131,8 @@ class CondCache:
     ref_tokens: int = 0  # the first ref_tokens entries are the reference (their time rolls)
     text: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer (1, text_len, H, D)
     modulation: dict[float, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # t -> e, e0 rows
+    ring: CacheRing | None = None  # set when the keys and values stream from host memory
+    members: tuple[int, ...] = ()  # their member ids in the ring
 
     @property
     def capacity_tokens(self) -> int:
@@ -122,6 +161,10 @@ class StepCache:
     values: list[torch.Tensor]
     tokens_per_frame: int
     written_tokens: int = field(default=0)  # global high-water mark, never wrapped
+    key_scales: list[torch.Tensor] | None = None  # fp8 storage: (1, capacity, H, 1) fp32 per layer
+    value_scales: list[torch.Tensor] | None = None
+    ring: CacheRing | None = None  # set when this step's cache streams from host memory
+    members: tuple[int, ...] = ()  # its member ids in the ring
 
     @property
     def capacity_tokens(self) -> int:
@@ -149,26 +192,109 @@ class StepCache:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this block's rotated k and v at its ring slot; return the keys and values to attend to."""
         slot, active = self.window(first_frame, k.shape[1])
-        self.keys[layer][:, slot : slot + k.shape[1]] = k
-        self.values[layer][:, slot : slot + k.shape[1]] = v
-        return self.keys[layer][:, :active], self.values[layer][:, :active]
+        end = slot + k.shape[1]
+        if self.key_scales is None or self.value_scales is None:
+            self.keys[layer][:, slot:end] = k
+            self.values[layer][:, slot:end] = v
+            return self.keys[layer][:, :active], self.values[layer][:, :active]
+        for store, scales, x in ((self.keys, self.key_scales, k), (self.values, self.value_scales, v)):
+            store[layer][:, slot:end], scales[layer][:, slot:end] = quantise_fp8_rows(x)
+        return (
+            dequantise_fp8_rows(self.keys[layer][:, :active], self.key_scales[layer][:, :active], k.dtype),
+            dequantise_fp8_rows(self.values[layer][:, :active], self.value_scales[layer][:, :active], v.dtype),
+        )
+
+    def traffic(self, first_frame: int, block_tokens: int) -> tuple[list[TokenRange], list[TokenRange]]:
+        """(token ranges a call must copy in, ranges it writes) when this cache streams."""
+        slot, active = self.window(first_frame, block_tokens)
+        written = (slot, slot + block_tokens)
+        return spans_without(active, written), [written]
 
     def commit(self, first_frame: int, block_tokens: int) -> None:
         """Record that every layer now holds the block (called once per denoising call)."""
         self.written_tokens = max(self.written_tokens, first_frame * self.tokens_per_frame + block_tokens)
 
 
-def allocate_cond_cache(shape: CacheShape, grid: TokenGrid) -> CondCache:
+def _stream_or_zeros(
+    shape: CacheShape, ring: CacheRing | None, tokens: int, dtype: torch.dtype, last: int
+) -> tuple[list[torch.Tensor], int | None]:
+    """Per-layer (1, tokens, H, last) tensors: zeros on the device, or slot views of a ring member."""
+    dims = (1, tokens, shape.num_heads, last)
+    if ring is None:
+        return [torch.zeros(dims, dtype=dtype, device=shape.device) for _ in range(shape.num_layers)], None
+    member, views = ring.add(dims, dtype)
+    return views, member
+
+
+def allocate_cond_cache(shape: CacheShape, grid: TokenGrid, policy: CachePolicy = CachePolicy()) -> CondCache:
     n = grid.sink_tokens
-    return CondCache(keys=shape.zeros(n), values=shape.zeros(n))
+    ring = None
+    if policy.cond_stream:
+        assert policy.engine is not None
+        ring = CacheRing(policy.engine, shape.num_layers, policy.num_slots)
+    keys, k_id = _stream_or_zeros(shape, ring, n, shape.dtype, shape.head_dim)
+    values, v_id = _stream_or_zeros(shape, ring, n, shape.dtype, shape.head_dim)
+    members = tuple(m for m in (k_id, v_id) if m is not None)
+    return CondCache(keys=keys, values=values, ring=ring, members=members)
 
 
 def allocate_step_caches(
-    shape: CacheShape, grid: TokenGrid, num_steps: int, window_latent_frames: int = DEFAULT_WINDOW_LATENT_FRAMES
+    shape: CacheShape,
+    grid: TokenGrid,
+    num_steps: int,
+    window_latent_frames: int = DEFAULT_WINDOW_LATENT_FRAMES,
+    policy: CachePolicy = CachePolicy(),
 ) -> list[StepCache]:
-    """One ring cache per denoising step, each `window_latent_frames` latent frames long."""
+    """One ring cache per denoising step, each `window_latent_frames` latent frames long;
+    the streamed steps share one `CacheRing`."""
     n = window_latent_frames * grid.tokens_per_frame
-    return [
-        StepCache(keys=shape.zeros(n), values=shape.zeros(n), tokens_per_frame=grid.tokens_per_frame)
-        for _ in range(num_steps)
-    ]
+    fp8 = policy.kv_format == "fp8"
+    ring = None
+    if any(policy.streams_step(step) for step in range(num_steps)):
+        assert policy.engine is not None
+        ring = CacheRing(policy.engine, shape.num_layers, policy.num_slots)
+    caches = []
+    for step in range(num_steps):
+        step_ring = ring if policy.streams_step(step) else None
+        value_dtype = torch.float8_e4m3fn if fp8 else shape.dtype
+        parts = [_stream_or_zeros(shape, step_ring, n, value_dtype, shape.head_dim) for _ in range(2)]
+        if fp8:
+            parts += [_stream_or_zeros(shape, step_ring, n, torch.float32, 1) for _ in range(2)]
+        tensors = [t for t, _ in parts]
+        caches.append(
+            StepCache(
+                keys=tensors[0],
+                values=tensors[1],
+                tokens_per_frame=grid.tokens_per_frame,
+                key_scales=tensors[2] if fp8 else None,
+                value_scales=tensors[3] if fp8 else None,
+                ring=step_ring,
+                members=tuple(m for _, m in parts if m is not None),
+            )
+        )
+    return caches
+
+
+def plan_cache_passes(
+    calls: list[tuple[StepCache, int]], block_tokens: int, cond_cache: CondCache, prefill: bool = False
+) -> list[CacheRing]:
+    """Tell each streaming ring what the coming pass reads and writes; the rings in use.
+
+    calls: (step cache, first latent frame) of each denoising call of the pass (none for the prefill)."""
+    Spans = list[tuple[int, list[TokenRange]]]
+    rings: dict[int, tuple[CacheRing, Spans, Spans]] = {}
+    for cache, first_frame in calls:
+        if cache.ring is None:
+            continue
+        reads, writes = cache.traffic(first_frame, block_tokens)
+        _, ring_reads, ring_writes = rings.setdefault(id(cache.ring), (cache.ring, [], []))
+        ring_reads.extend((m, reads) for m in cache.members)
+        ring_writes.extend((m, writes) for m in cache.members)
+    if cond_cache.ring is not None:
+        whole = [(0, cond_cache.capacity_tokens)]
+        reads_cond: Spans = [] if prefill else [(m, [(0, cond_cache.length_tokens)]) for m in cond_cache.members]
+        writes_cond: Spans = [(m, whole) for m in cond_cache.members] if prefill else []
+        rings[id(cond_cache.ring)] = (cond_cache.ring, reads_cond, writes_cond)
+    for ring, ring_reads, ring_writes in rings.values():
+        ring.set_pass(ring_reads, ring_writes)
+    return [ring for ring, _, _ in rings.values()]

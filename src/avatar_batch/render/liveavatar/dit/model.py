@@ -27,7 +27,7 @@ sampling loops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,16 +44,19 @@ from avatar_batch.render.liveavatar.dit.audio import (
 from avatar_batch.render.liveavatar.dit.block import DiTBlock, SelfAttend
 from avatar_batch.render.liveavatar.dit.cache import (
     DEFAULT_WINDOW_LATENT_FRAMES,
+    CachePolicy,
     CacheShape,
     CondCache,
     StepCache,
     TokenGrid,
     allocate_cond_cache,
     allocate_step_caches,
+    plan_cache_passes,
 )
 from avatar_batch.render.liveavatar.dit.embeddings import Head, linear_fp32, timestep_sinusoid, unpatchify
 from avatar_batch.render.liveavatar.dit.framepack import FramePacker, motion_positions
 from avatar_batch.render.liveavatar.dit.numerics import PARITY, DiTNumerics
+from avatar_batch.render.liveavatar.dit.rings import LayerRing, run_layers
 from avatar_batch.render.liveavatar.dit.rope import (
     RopeMultipliers,
     apply_rope,
@@ -146,6 +149,10 @@ class CausalS2VDiT(nn.Module):
         # The attention closures that call it read caches indexed by Python ints,
         # so they always run outside compiled graphs (`torch.compiler.disable`).
         self.rotate = apply_rope
+        # Placement (issue 11), set by `dit.placed.place_dit`: blocks streamed from host
+        # memory through a ring of device slots, and how the caches are stored.
+        self.weight_ring: LayerRing | None = None
+        self.cache_policy = CachePolicy()
 
     # --- properties and cache allocation ------------------------------------------
 
@@ -162,13 +169,13 @@ class CausalS2VDiT(nn.Module):
         return CacheShape(c.num_layers, c.num_heads, c.head_dim, self.dtype, self.device)
 
     def new_cond_cache(self, height_px: int, width_px: int) -> CondCache:
-        return allocate_cond_cache(self.cache_shape(), TokenGrid.from_pixels(height_px, width_px))
+        return allocate_cond_cache(self.cache_shape(), TokenGrid.from_pixels(height_px, width_px), self.cache_policy)
 
     def new_step_caches(
         self, height_px: int, width_px: int, num_steps: int, window_latent_frames: int = DEFAULT_WINDOW_LATENT_FRAMES
     ) -> list[StepCache]:
         grid = TokenGrid.from_pixels(height_px, width_px)
-        return allocate_step_caches(self.cache_shape(), grid, num_steps, window_latent_frames)
+        return allocate_step_caches(self.cache_shape(), grid, num_steps, window_latent_frames, self.cache_policy)
 
     # --- entry points -------------------------------------------------------------
 
@@ -202,8 +209,10 @@ class CausalS2VDiT(nn.Module):
         )
         rope = self._rope(positions)
         _, _, e0_zero = self._time_conditioning(0.0, LATENT_FRAMES_PER_BLOCK)
-        cond_cache.text = [block.text_keys_values(context) for block in self.blocks]
-        for layer, block in enumerate(self.blocks):
+        cond_cache.text = []
+        for layer in self._layer_pass(plan_cache_passes([], 0, cond_cache, prefill=True)):
+            block: DiTBlock = self.blocks[layer]  # type: ignore[assignment]  # ModuleList items are Modules
+            cond_cache.text.append(block.text_keys_values(context))
             x = block(x, e0_zero[:1], cond_cache.text[layer], self._prefill_attend(layer, rope, cond_cache))
         cond_cache.length_tokens = x.shape[1]
         cond_cache.positions = positions
@@ -245,8 +254,9 @@ class CausalS2VDiT(nn.Module):
         cond_rope = self._rope(torch.cat([self._sink_positions(b, cond_cache) for b in blocks])).batched(count)
         attend_of = self._denoise_attention(blocks, rope, cond_rope, step_caches, cond_cache)
         # 3. The layers, each writing the blocks into their step caches; audio after the injection layers.
-        for layer, dit_block in enumerate(self.blocks):
-            x = dit_block(x, e0, cond_cache.text[layer], attend_of(layer))
+        calls = [(cache, block.first_frame) for block, cache in zip(blocks, step_caches)]
+        for layer in self._layer_pass(plan_cache_passes(calls, tokens, cond_cache)):
+            x = self.blocks[layer](x, e0, cond_cache.text[layer], attend_of(layer))
             if layer in self._injector_of_layer:
                 x = self.audio_injector.inject(self._injector_of_layer[layer], x, audio_global, audio_local)
         for block, cache in zip(blocks, step_caches):
@@ -260,6 +270,11 @@ class CausalS2VDiT(nn.Module):
                 for part in out.unflatten(0, (count, frames))
             ]
         )
+
+    def _layer_pass(self, cache_rings: list) -> Iterator[int]:
+        """Layer indices of one pass; streamed weights and caches are on the device while each runs."""
+        rings = ([] if self.weight_ring is None else [self.weight_ring]) + cache_rings
+        return run_layers(len(self.blocks), rings)
 
     # --- attention strategies handed to the blocks -----------------------------------
 
@@ -311,6 +326,8 @@ class CausalS2VDiT(nn.Module):
     # --- helpers --------------------------------------------------------------------
 
     def _sink_positions(self, block: BlockInputs, cond_cache: CondCache) -> torch.Tensor:
+        if cond_cache.positions is None:
+            raise ValueError("the cond cache is empty: call prefill_sink first")
         positions = cond_cache.positions.clone()
         positions[: cond_cache.ref_tokens, 0] = rolled_reference_time(block.first_frame, block.sink_distance)
         return positions
@@ -342,8 +359,10 @@ class CausalS2VDiT(nn.Module):
         # The official loop hands the timestep over as float32 before the float64 sinusoid.
         t = torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32).to(self.device, non_blocking=True)
         sinusoid = timestep_sinusoid(self.config.freq_dim, t).float()
-        e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], sinusoid)))
-        e0 = linear_fp32(self.time_projection[1], F.silu(e)).unflatten(1, (6, self.config.dim))
+        first, second, projection = self.time_embedding[0], self.time_embedding[2], self.time_projection[1]
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear) and isinstance(projection, nn.Linear)
+        e = linear_fp32(second, F.silu(linear_fp32(first, sinusoid)))
+        e0 = linear_fp32(projection, F.silu(e)).unflatten(1, (6, self.config.dim))
         return e[:frames], e0[:frames], e0[frames:]
 
     def _block_modulation(
