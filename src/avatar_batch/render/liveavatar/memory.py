@@ -164,6 +164,20 @@ def out_of_memory_guard(what: str, hint: str) -> Iterator[None]:
         raise OutOfMemoryError(f"{message}. {hint}") from None
 
 
+def free_device_bytes(device: torch.device) -> int:
+    """Bytes this process can still take from the driver on `device`: its free memory,
+    capped by the per-process fraction (`torch.cuda.set_per_process_memory_fraction`,
+    which is how a smaller card is emulated): the driver's figure alone would promise
+    memory the allocator then refuses, after unmapping its cache under pressure."""
+    free_bytes, total_bytes = torch.cuda.mem_get_info(device)
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get_fraction is not None:
+        index = torch.cuda.current_device() if device.index is None else device.index
+        allowed = int(get_fraction(index) * total_bytes) - torch.cuda.memory_reserved(device)
+        free_bytes = min(free_bytes, max(0, allowed))
+    return free_bytes
+
+
 def peak_gpu_gib(device: torch.device) -> float:
     if device.type != "cuda":
         return 0.0

@@ -19,6 +19,7 @@ from itertools import islice
 import numpy as np
 import torch
 
+from avatar_batch.render.liveavatar.memory import free_device_bytes
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.vae import CHUNK_LATENTS, decode_bytes
 
@@ -44,13 +45,13 @@ def side_decode_fits(device: torch.device, height_px: int, width_px: int) -> boo
     if device.type != "cuda":
         return False
     need_bytes = decode_bytes(CHUNK_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
-    free_bytes, _ = torch.cuda.mem_get_info(device)
+    free_bytes = free_device_bytes(device)
     cached_bytes = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if free_bytes < need_bytes <= free_bytes + cached_bytes:
         # Blocks cached by an earlier, larger job belong to the sampler's stream:
         # hand them back once so the second stream can have the room.
         torch.cuda.empty_cache()
-        free_bytes, _ = torch.cuda.mem_get_info(device)
+        free_bytes = free_device_bytes(device)
     return free_bytes >= need_bytes
 
 
@@ -127,6 +128,10 @@ def _sampled(blocks: Iterator[torch.Tensor], clock: PhaseClock) -> Iterator[torc
 def _queue_decode(latents: torch.Tensor, decoder, side: torch.cuda.Stream) -> tuple[torch.cuda.Event, torch.Tensor]:
     sampled = torch.cuda.Event()
     sampled.record()  # on the sampler's stream, after the block's last call
+    # The decoder's state was made on the sampler's stream when it was primed: without
+    # this, a tensor the side stream replaces could be handed out (or unmapped under
+    # memory pressure) while the side stream still reads it.
+    decoder.used_on(side)
     with torch.cuda.stream(side):
         side.wait_event(sampled)
         frames = to_uint8_video(decoder.decode_chunk(latents[None]))

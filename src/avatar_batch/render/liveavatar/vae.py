@@ -26,6 +26,7 @@ from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path
 from avatar_batch.render.liveavatar.config import VaeSizes
 from avatar_batch.render.liveavatar.cpu_fast_paths import use_cpu_fast_paths
+from avatar_batch.render.liveavatar.memory import free_device_bytes
 from avatar_batch.render.liveavatar.text_encoder import TensorSpec, load_pth, sidecar_sizes, tensor_problems
 
 VAE_FILENAME = "Wan2.1_VAE.pth"
@@ -334,7 +335,7 @@ def latents_per_call(device: torch.device, height_px: int, width_px: int) -> int
     704x384 bf16 run leaves about 4 GiB beside the DiT's caches); the CPU always has room."""
     if device.type != "cuda":
         return CHUNK_LATENTS
-    free_bytes, _ = torch.cuda.mem_get_info(device)
+    free_bytes = free_device_bytes(device)
     free_bytes += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     for count in range(CHUNK_LATENTS, 1, -1):
         if decode_bytes(count, height_px, width_px) <= free_bytes:
@@ -370,6 +371,13 @@ class StreamDecoder:
     def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, F, H, W) fp32 in [-1, 1] for the next latents (B, 16, n, h, w)."""
         return torch.cat(self._run(latents, keep=True), dim=2)
+
+    def used_on(self, stream: torch.cuda.Stream) -> None:
+        """Mark the kept state as read by `stream`, so the allocator does not reuse a
+        replaced tensor before that stream is done with it (see streaming.py)."""
+        for entry in self._feat_cache:
+            if isinstance(entry, torch.Tensor) and entry.is_cuda:
+                entry.record_stream(stream)
 
     def frame_size_px(self, latents: torch.Tensor) -> tuple[int, int]:
         """(height, width) in pixels of the frames that latents (..., h, w) decode to."""

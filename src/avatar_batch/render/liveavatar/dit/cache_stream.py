@@ -49,7 +49,10 @@ class CacheRing(LayerRing):
 
     def add(self, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[int, list[torch.Tensor]]:
         """A new per-layer tensor list streamed through this ring: (member id, device views per layer)."""
-        slots = [torch.empty(shape, dtype=dtype, device=self.engine.device) for _ in range(self.num_slots)]
+        slots = [
+            self.engine.shared_with_side_streams(torch.empty(shape, dtype=dtype, device=self.engine.device))
+            for _ in range(self.num_slots)
+        ]
         host = [torch.empty(shape, dtype=dtype, pin_memory=self.engine.pin) for _ in range(self.num_layers)]
         device = [slots[self.slot_of(layer)] for layer in range(self.num_layers)]
         self._members.append(_Member(host, device))

@@ -89,6 +89,16 @@ class CopyEngine:
             event.record(stream)
         return event
 
+    def shared_with_side_streams(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Mark a slot the side streams copy into or out of: when it is freed, the
+        allocator waits for their queued copies before handing its memory out again
+        (or unmapping it under memory pressure, which would fault a copy in flight)."""
+        if self.cuda:
+            assert self.h2d is not None and self.d2h is not None
+            tensor.record_stream(self.h2d)
+            tensor.record_stream(self.d2h)
+        return tensor
+
     def synchronize(self) -> None:
         if self.cuda:
             assert self.h2d is not None and self.d2h is not None

@@ -89,7 +89,8 @@ class WeightRing(LayerRing):
         super().__init__(engine, list(streamed_layers), num_slots, wraps=True)
         self.layout = layout
         self.slots = [
-            torch.empty(layout.nbytes, dtype=torch.uint8, device=engine.device) for _ in range(self.num_slots)
+            engine.shared_with_side_streams(torch.empty(layout.nbytes, dtype=torch.uint8, device=engine.device))
+            for _ in range(self.num_slots)
         ]
         self.host: dict[int, torch.Tensor] = {}
 
