@@ -30,10 +30,12 @@ PX = 64
 LAYERS = 5  # 4 streamed blocks through 2 or 3 slots: every slot is reused within a pass
 CONFIG = replace(CONFIG_TINY.dit, num_layers=LAYERS, audio_inject_layers=(0, 3))
 CPU = torch.device("cpu")
-# Bounds on the relative L2 distance of final latents against full precision (tiny model, 3 clips):
-FP8_KV_BOUND = 0.05  # e4m3 keeps 3 mantissa bits; per-(token, head) scales; measured ~0.01
-INT8_WEIGHT_BOUND = 0.02  # per-channel int8: measured ~0.003
-FP8_WEIGHT_BOUND = 0.08  # per-channel e4m3: measured ~0.02
+# Bounds on the relative L2 distance of final latents against full precision (tiny fp32 model,
+# 3 clips of 2 blocks, 3 steps); measured 0.0012, 0.0039 and 0.015; a bound ~4x the measurement.
+FP8_KV_BOUND = 0.005  # e4m3 keys/values, one scale per token and head
+INT8_WEIGHT_BOUND = 0.015  # int8 weights, one scale per output channel
+FP8_WEIGHT_BOUND = 0.06  # e4m3 weights, one scale per output channel
+INT8_WEIGHT_BOUND_BF16 = 0.02  # the same in bf16 on CUDA, which adds its own rounding (held on an H200)
 
 
 def fresh_dit():
@@ -242,4 +244,4 @@ def test_compiled_streamed_blocks_equal_resident_without_recompiling():
     graphs = compile_stats()["unique_graphs"]
     got = latents(dit, plan)  # a second video: every graph is reused
     assert compile_stats()["unique_graphs"] == graphs and compile_stats()["cache_limit_hits"] == 0
-    assert relative_l2(got, reference) < INT8_WEIGHT_BOUND
+    assert relative_l2(got, reference) < INT8_WEIGHT_BOUND_BF16

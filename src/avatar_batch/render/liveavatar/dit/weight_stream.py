@@ -13,6 +13,24 @@ and nothing about a block's code knows it is streamed.
 The ring wraps: releasing a block's slot queues the next block that uses the
 slot, the first blocks of the next DiT call included, so the copies of the
 next call's first streamed blocks overlap the end of the current one.
+
+Why our own ring and not diffusers' `apply_group_offloading(offload_type=
+"block_level", use_stream=True, record_stream=True)`: measured on an H200 at
+704x384, 4 steps, every block streamed, one wavefront call of 4 blocks
+(benchmarks/results/NVIDIA-H200-20261202-stream-compare.json): resident 892
+ms, diffusers 899 ms (1287 ms with `low_cpu_mem_usage`), this ring 904 ms
+with 3 slots and 951 ms with 2. Equal speed at equal buffering (diffusers
+onloads the next block when the current one starts, i.e. three blocks in
+memory), but diffusers streams every block of a ModuleList or none, allocates
+each onload anew, knows nothing of our KV caches, and its fp8 storage
+(`apply_layerwise_casting`) has no scales; this ring keeps any number of
+blocks resident, streams caches through the same mechanism, moves 8-bit
+blocks with per-channel scales, and keeps every address fixed for
+torch.compile (0 cache-limit hits in that run). Not measured, and not
+adopted: accelerate's offload hooks, which move weights in each module's
+pre-forward on the compute stream (no copy overlaps compute); torchao's
+weight-only configs, whose tensor subclasses would have to be unwrapped to be
+packed into a slot, and whose releases are pinned to torch versions.
 """
 
 from __future__ import annotations
