@@ -177,6 +177,19 @@ def test_8bit_weight_storage_error_is_bounded(resident_latents, weight_format, b
     assert streamed.weight_ring.layout.nbytes < 0.35 * SlotLayout.of(fresh_dit().blocks[0]).nbytes
 
 
+def test_fp8_compute_blocks_stream_with_their_scales():
+    # The scaled_mm path's per-tensor scales (0-d buffers) travel in the slot with the weights.
+    def fp8(resident: int):
+        placer = DiTPlacer(LAYERS, resident, 2, "fp8", "fp8", CopyEngine(CPU), CachePolicy())
+        return place_loaded(fresh_dit(), placer)
+
+    plan = make_plan(clips=1)
+    streamed = fp8(1)
+    streamed.weight_ring.poison_released = True
+    assert any(s.shape == () for s in streamed.weight_ring.layout.spots)
+    torch.testing.assert_close(latents(streamed, plan), latents(fp8(LAYERS), plan), rtol=0, atol=0)
+
+
 def test_placed_loader_streams_blocks_straight_from_the_shards(tmp_path):
     write_tiny_checkpoint(tmp_path, replace(CONFIG_TINY, dit=CONFIG), encoders=False)
     resident = load_dit(tmp_path, device="cpu", dtype=torch.float32)
