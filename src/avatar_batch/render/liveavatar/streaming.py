@@ -13,7 +13,7 @@ is the same either way, so the frames are identical; only their timing moves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
 
 import numpy as np
@@ -76,7 +76,7 @@ def stream_frames(
         frames.close()
 
 
-def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
+def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Generator[np.ndarray, None, None]:
     try:
         for latents in _sampled(blocks, clock):
             yield from _decode_now(latents, decoder, clock)
@@ -84,7 +84,7 @@ def _decoded(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iter
         _close(blocks)
 
 
-def _overlapped(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Iterator[np.ndarray]:
+def _overlapped(blocks: Iterator[torch.Tensor], decoder, clock: PhaseClock) -> Generator[np.ndarray, None, None]:
     """Block b is queued for decoding on `side`, then block b - 1's frames are handed
     out, then block b + 1's calls are queued: the GPU decodes b while it samples
     b + 1. Until memory allows a second stream, blocks decode as in `_decoded`.

@@ -36,6 +36,9 @@ def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Fp8Linear(nn.Module):
+    weight_fp8: torch.Tensor  # (out, in) float8_e4m3fn
+    weight_scale_inv: torch.Tensor  # 0-d fp32
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight, inverse = quantise(linear.weight.data)

@@ -25,6 +25,7 @@ no events: the tests exercise the ring logic without CUDA.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -141,6 +142,9 @@ class LayerRing:
         self.num_slots = min(self.num_slots, max(1, len(self.order)))
         self._slots = [_Slot() for _ in range(self.num_slots)]
         self._index = {layer: j for j, layer in enumerate(self.order)}
+        # Host buffers are pinned memory that the allocator hands out again once freed, and
+        # copies of slices of them record no event: wait for queued copies before they go.
+        weakref.finalize(self, self.engine.synchronize)
 
     # --- what subclasses provide -------------------------------------------------------
 
