@@ -29,6 +29,11 @@ def test_preset_brings_size_and_steps_but_same_layer_size_wins():
         ({"sample_steps": 5}, "outside 1..4"),
         ({"offload": "disk"}, "unknown offload mode"),
         ({"num_clip": 0}, "num_clip 0"),
+        ({"weight_format": "int4"}, "unknown weight format 'int4'"),
+        ({"kv_format": "int8"}, "unknown kv format 'int8'"),
+        ({"gpu_memory_gib": 0.0}, "--gpu-memory 0.0 GiB must be a positive"),
+        ({"precision": "fp8", "weight_format": "int8"}, "--precision fp8 computes with weights stored in fp8"),
+        ({"precision": "fp8", "weight_format": "bf16"}, "use --weight-format auto"),
     ],
 )
 def test_bad_settings_are_usage_errors(cli, message):
@@ -58,3 +63,34 @@ def test_hashed_fields_leave_out_where_weights_live():
     a = RenderSettings(weights_dir="/a", offload="none").hashed_fields()
     b = RenderSettings(weights_dir="/b", offload="model").hashed_fields()
     assert a == b
+
+
+def test_offload_and_formats_resolve_through_every_layer():
+    assert RenderSettings().offload == "auto"
+    env = {"AVATAR_BATCH_GPU_MEMORY": "24", "AVATAR_BATCH_KV_FORMAT": "fp8", "AVATAR_BATCH_OFFLOAD": "blocks"}
+    settings = resolve_run_settings(CatalogueDefaults(), env, {"weight_format": "int8"})
+    assert (settings.gpu_memory_gib, settings.kv_format, settings.offload) == (24.0, "fp8", "blocks")
+    assert settings.weight_format == "int8"
+    with pytest.raises(UsageError, match="AVATAR_BATCH_GPU_MEMORY"):
+        resolve_run_settings(CatalogueDefaults(), {"AVATAR_BATCH_GPU_MEMORY": "lots"}, {})
+
+
+def test_weight_format_auto_follows_precision():
+    assert RenderSettings().resolved_weight_format == "bf16"
+    assert RenderSettings(precision="fp8").resolved_weight_format == "fp8"
+    assert RenderSettings(weight_format="int8").resolved_weight_format == "int8"
+
+
+def test_budget_and_offload_never_enter_the_hash():
+    plain = RenderSettings().hashed_fields()
+    assert RenderSettings(gpu_memory_gib=24.0, offload="blocks").hashed_fields() == plain
+    assert "weight_format" not in plain and "kv_format" not in plain
+
+
+def test_formats_enter_the_hash_only_when_they_change_pixels():
+    plain = RenderSettings().hashed_fields()
+    assert RenderSettings(weight_format="bf16").hashed_fields() == plain
+    fp8 = RenderSettings(precision="fp8").hashed_fields()
+    assert RenderSettings(precision="fp8", weight_format="fp8").hashed_fields() == fp8
+    assert RenderSettings(weight_format="int8").hashed_fields() == {**plain, "weight_format": "int8"}
+    assert RenderSettings(kv_format="fp8").hashed_fields() == {**plain, "kv_format": "fp8"}

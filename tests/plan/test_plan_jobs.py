@@ -48,6 +48,15 @@ def test_golden_id_for_a_fixed_catalogue(tmp_path: Path):
     assert first_en_id(make_catalogue(tmp_path)) == "5fc22460631f6a36"
 
 
+def test_placement_settings_keep_existing_ids_and_formats_change_them(tmp_path: Path):
+    # Libraries rendered before offload, budgets and storage formats existed keep their ids.
+    catalogue = make_catalogue(tmp_path)
+    placed = RenderSettings(offload="blocks", gpu_memory_gib=24.0, weight_format="bf16", kv_format="bf16")
+    assert first_en_id(catalogue, settings=placed) == "5fc22460631f6a36"
+    assert first_en_id(catalogue, settings=RenderSettings(kv_format="fp8")) != "5fc22460631f6a36"
+    assert first_en_id(catalogue, settings=RenderSettings(weight_format="int8")) != "5fc22460631f6a36"
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -36,12 +36,34 @@ _SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
         Path | None,
         typer.Option(None, "--weights", help="Checkpoint root holding Wan2.2-S2V-14B/ and LiveAvatar/."),
     ),
-    ("offload", str | None, typer.Option(None, "--offload", help="none | model: park idle components on the CPU.")),
+    (
+        "offload",
+        str | None,
+        typer.Option(
+            None,
+            "--offload",
+            help="auto (least data movement that fits) | none | model (helpers wait on the CPU) | "
+            "blocks (DiT layers and KV caches stream from host memory).",
+        ),
+    ),
     ("precision", str | None, typer.Option(None, "--precision", help="bf16 | fp8 DiT linears.")),
+    (
+        "gpu_memory",
+        float | None,
+        typer.Option(None, "--gpu-memory", help="GPU memory budget in GiB (default: the whole card).", metavar="GIB"),
+    ),
+    (
+        "weight_format",
+        str | None,
+        typer.Option(
+            None, "--weight-format", help="auto | bf16 | fp8 | int8 storage of DiT linear weights (auto: as --precision)."
+        ),
+    ),
+    ("kv_format", str | None, typer.Option(None, "--kv-format", help="bf16 | fp8 storage of the KV caches.")),
     ("seed", int | None, typer.Option(None, "--seed", help="Noise seed.")),
     ("num_clip", int | None, typer.Option(None, "--num-clip", help="Cap on 48-frame clips per answer.")),
 )
-SETTING_NAMES = {"steps": "sample_steps", "weights": "weights_dir"}
+SETTING_NAMES = {"steps": "sample_steps", "weights": "weights_dir", "gpu_memory": "gpu_memory_gib"}
 
 _RUN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     (

@@ -135,16 +135,33 @@ class RenderSettings:
     frames_per_clip: int = 48
     seed: int = 420
     num_clip: int | None = None
-    offload: str = "none"  # none | model
-    precision: str = "bf16"  # bf16 | fp8
+    offload: str = "auto"  # auto | none | model | blocks (where weights and caches live)
+    precision: str = "bf16"  # bf16 | fp8: arithmetic of the DiT linears
     weights_dir: str | None = None
+    gpu_memory_gib: float | None = None  # budget on the GPU; None = the whole card
+    weight_format: str = "auto"  # auto | bf16 | fp8 | int8: storage of the DiT linear weights
+    kv_format: str = "bf16"  # bf16 | fp8: storage of the per-step KV caches
+
+    @property
+    def resolved_weight_format(self) -> str:
+        """`auto` stores what the arithmetic uses: fp8 under `--precision fp8`, else bf16."""
+        if self.weight_format != "auto":
+            return self.weight_format
+        return "fp8" if self.precision == "fp8" else "bf16"
 
     def hashed_fields(self) -> dict[str, Any]:
-        """Fields that change the output. Offload and weights location do not;
-        the model identity (hash of the checkpoint) stands in for the location."""
+        """Fields that change the output. Offload, the GPU budget and the weights
+        location do not; the model identity (hash of the checkpoint) stands in for
+        the location. The storage formats change pixels, but enter only when they
+        differ from their defaults, so libraries rendered before they existed keep
+        their job ids."""
         data = asdict(self)
-        data.pop("offload")
-        data.pop("weights_dir")
+        for name in ("offload", "weights_dir", "gpu_memory_gib", "weight_format", "kv_format"):
+            data.pop(name)
+        if self.resolved_weight_format != RenderSettings(precision=self.precision).resolved_weight_format:
+            data["weight_format"] = self.resolved_weight_format
+        if self.kv_format != RenderSettings.kv_format:
+            data["kv_format"] = self.kv_format
         return data
 
 

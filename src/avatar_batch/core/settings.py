@@ -16,8 +16,10 @@ from avatar_batch.core.records import PRESETS, CatalogueDefaults, Entry, RenderS
 
 ENV_PREFIX = "AVATAR_BATCH_"
 RENDERERS = ("still", "liveavatar")
-OFFLOAD_MODES = ("none", "model")
+OFFLOAD_MODES = ("auto", "none", "model", "blocks")
 PRECISIONS = ("bf16", "fp8")
+WEIGHT_FORMATS = ("auto", "bf16", "fp8", "int8")
+KV_FORMATS = ("bf16", "fp8")
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[*xX]\s*(\d+)\s*$")
 
 # env var name (after the prefix) -> RenderSettings field and parser
@@ -31,6 +33,9 @@ _ENV_FIELDS: Mapping[str, tuple[str, type]] = {
     "OFFLOAD": ("offload", str),
     "PRECISION": ("precision", str),
     "WEIGHTS": ("weights_dir", str),
+    "GPU_MEMORY": ("gpu_memory_gib", float),
+    "WEIGHT_FORMAT": ("weight_format", str),
+    "KV_FORMAT": ("kv_format", str),
 }
 
 
@@ -93,13 +98,20 @@ def resolve_run_settings(
     return resolved
 
 
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
 def check_settings(settings: RenderSettings) -> None:
-    if settings.renderer not in RENDERERS:
-        raise UsageError(f"unknown renderer {settings.renderer!r}; choose one of {', '.join(RENDERERS)}")
-    if settings.offload not in OFFLOAD_MODES:
-        raise UsageError(f"unknown offload mode {settings.offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
-    if settings.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {settings.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    _check_choice("renderer", settings.renderer, RENDERERS)
+    _check_choice("offload mode", settings.offload, OFFLOAD_MODES)
+    _check_choice("precision", settings.precision, PRECISIONS)
+    _check_choice("weight format", settings.weight_format, WEIGHT_FORMATS)
+    _check_choice("kv format", settings.kv_format, KV_FORMATS)
+    check_formats(settings)
+    if settings.gpu_memory_gib is not None and not settings.gpu_memory_gib > 0:
+        raise UsageError(f"--gpu-memory {settings.gpu_memory_gib} GiB must be a positive number of GiB")
     parse_size(settings.size)
     if not 1 <= settings.sample_steps <= 4:
         raise UsageError(f"sample_steps {settings.sample_steps} is outside 1..4 (one KV cache per step)")
@@ -107,6 +119,16 @@ def check_settings(settings: RenderSettings) -> None:
         raise UsageError(f"frames_per_clip {settings.frames_per_clip} is not a positive multiple of 12")
     if settings.num_clip is not None and settings.num_clip < 1:
         raise UsageError(f"num_clip {settings.num_clip} must be at least 1")
+
+
+def check_formats(settings: RenderSettings) -> None:
+    """fp8 arithmetic multiplies fp8-stored weights; any other storage under it is a contradiction."""
+    if settings.precision == "fp8" and settings.resolved_weight_format != "fp8":
+        raise UsageError(
+            f"--precision fp8 computes with weights stored in fp8, not {settings.weight_format}: "
+            "use --weight-format auto (or fp8), or --precision bf16 to compute in bf16 from "
+            f"{settings.weight_format} weights"
+        )
 
 
 def settings_for_entry(run: RenderSettings, entry: Entry, cli_fixed: frozenset[str] = frozenset()) -> RenderSettings:
