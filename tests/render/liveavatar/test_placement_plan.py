@@ -1,0 +1,227 @@
+"""The placement planner without a GPU: byte formulas against the real modules,
+estimates against the measured H100 peaks, decisions for the 14b model at
+24-141 GiB, host accounting, capability and "nothing fits" errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from avatar_batch.core.errors import OutOfMemoryError, UsageError
+from avatar_batch.render.liveavatar.checkpoint.manifest import meta_dit
+from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
+from avatar_batch.render.liveavatar.dit.fp8 import KEEP_IN_BF16
+from avatar_batch.render.liveavatar.memory_model import (
+    GIB,
+    block_params,
+    injector_params,
+    layer_params,
+    model_bytes,
+    trunk_params,
+    wav2vec2_params,
+)
+from avatar_batch.render.liveavatar.memory_model import VideoShape as Video
+from avatar_batch.render.liveavatar.placement_plan import (
+    Machine,
+    PlacementError,
+    PlacementRequest,
+    candidates,
+    estimate,
+    knobs_of,
+    moved_bytes_per_wave,
+    plan_placement,
+    required_gpu_bytes,
+)
+
+RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "NVIDIA-H100-80GB-HBM3-20261124.json"
+H100_BYTES = 85_031_714_816  # torch.cuda.get_device_properties(0).total_memory of an H100 80GB HBM3
+H200_BYTES = 150_754_820_096
+HOST = 512 * GIB
+SIZES = {"704*384": Video(384, 704, 48, 4), "384*256": Video(256, 384, 48, 3)}
+
+
+def request(size="704*384", precision="bf16", budget_gib=None, offload="auto", host=HOST, capability=(9, 0), **kw):
+    video = SIZES[size] if isinstance(size, str) else size
+    budget = None if budget_gib is None else int(budget_gib * GIB)
+    machine = Machine("NVIDIA H200", H200_BYTES, capability, budget, host)
+    fmt = kw.pop("weight_format", "fp8" if precision == "fp8" else "bf16")
+    return PlacementRequest(CONFIG_14B, video, machine, precision, fmt, kw.pop("kv_format", "bf16"), offload)
+
+
+# --- the byte formulas are the modules' -------------------------------------------------
+
+
+@pytest.mark.parametrize("cfg", [CONFIG_14B, CONFIG_TINY], ids=["14b", "tiny"])
+def test_dit_parameter_formulas_equal_the_module(cfg):
+    model = meta_dit(cfg.dit)
+    assert block_params(cfg.dit).total == sum(p.numel() for p in model.blocks[0].parameters())
+    injectors = sum(p.numel() for p in model.audio_injector.parameters())
+    assert injector_params(cfg.dit).total * len(cfg.dit.audio_inject_layers) == injectors
+    layers = sum(p.total for p in layer_params(cfg.dit))
+    assert trunk_params(cfg.dit).total + layers == sum(p.numel() for p in model.parameters())
+    quantised = sum(
+        m.weight.numel()
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not name.startswith(KEEP_IN_BF16)
+    )
+    assert sum(p.linear for p in layer_params(cfg.dit)) == quantised  # what fp8.py stores in 8 bits
+
+
+@pytest.mark.parametrize("cfg", [CONFIG_14B, CONFIG_TINY], ids=["14b", "tiny"])
+def test_wav2vec2_formula_equals_the_module(cfg):
+    from transformers import Wav2Vec2ForCTC
+
+    from avatar_batch.render.liveavatar.audio_encoder import _wav2vec2_config
+
+    with torch.device("meta"):
+        model = Wav2Vec2ForCTC(_wav2vec2_config(cfg.audio))
+    assert wav2vec2_params(cfg.audio) == sum(p.numel() for p in model.parameters())
+
+
+def test_14b_weights_in_each_format():
+    bf16 = model_bytes(CONFIG_14B, "bf16", 2, "bf16")
+    assert bf16.dit == 2 * 16_295_755_609  # 32.6 GB, the released DiT
+    fp8 = model_bytes(CONFIG_14B, "fp8", 2, "fp8")
+    int8 = model_bytes(CONFIG_14B, "int8", 2, "bf16")
+    assert bf16.dit - fp8.dit == pytest.approx(15_938_355_200, rel=1e-4)  # one byte saved per linear weight
+    assert int8.dit > fp8.dit and int8.dequantise_workspace > 0 == fp8.dequantise_workspace
+    assert bf16.t5 == pytest.approx(11.4e9, rel=0.01)
+
+
+# --- estimates against measured peaks ---------------------------------------------------
+
+
+def measured_runs() -> list[dict]:
+    return json.loads(RESULTS.read_text(encoding="utf-8"))["runs"]
+
+
+@pytest.mark.parametrize("run", measured_runs(), ids=lambda r: f"{r['width']}x{r['height']}-{r['precision']}")
+def test_estimated_peak_is_within_10_percent_of_the_h100_measurement(run):
+    # The benchmark keeps the DiT, its caches and the VAE on the GPU, the encoders elsewhere:
+    # the sampling phase of `--offload model`, on the whole 80 GB card.
+    video = Video(run["height"], run["width"], 48, run["steps"])
+    machine = Machine("NVIDIA H100 80GB HBM3", H100_BYTES, (9, 0), None, HOST)
+    fmt = "fp8" if run["precision"] == "fp8" else "bf16"
+    placed = plan_placement(PlacementRequest(CONFIG_14B, video, machine, run["precision"], fmt, "bf16", "model"))
+    measured = run["peak_gpu_gib"] * GIB
+    assert placed.gpu_peak_bytes == pytest.approx(measured, rel=0.10)
+    print(f"{video.width_px}x{video.height_px} {run['precision']}: {placed.gpu_peak_bytes / GIB:.2f} GiB estimated")
+
+
+# --- decisions for the 14b model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget_gib", [24, 40, 48, 80, 141])
+@pytest.mark.parametrize("size", ["704*384", "384*256"])
+@pytest.mark.parametrize("precision", ["bf16", "fp8"])
+def test_every_budget_gets_a_placement_within_it(budget_gib, size, precision):
+    req = request(size, precision, budget_gib)
+    placed = plan_placement(req)
+    budget = min(budget_gib * GIB, H200_BYTES)  # 141 GiB is a little more than the card
+    assert required_gpu_bytes(placed.gpu_peak_bytes) <= budget
+    assert placed.gpu_budget_bytes == budget and placed.kv_format == "bf16"  # fp8 KV only when asked
+    assert placed.weight_format == ("fp8" if precision == "fp8" else "bf16")
+    weights = model_bytes(CONFIG_14B, placed.weight_format, 2, placed.compute)
+    streamed = sum(weights.layers[placed.dit_layers_resident :])
+    assert placed.host_pinned_bytes >= streamed  # every streamed layer has one pinned host copy
+    if not placed.streams_kv:
+        assert placed.host_pinned_bytes == streamed
+
+
+def test_decisions_make_sense_at_each_card_size():
+    assert knobs_of(plan_placement(request(budget_gib=141))).offload == "none"
+    at_80 = plan_placement(request(budget_gib=80))
+    assert (at_80.offload, at_80.helpers, at_80.streams_dit, at_80.streams_kv) == ("model", "lend", False, False)
+    assert plan_placement(request("384*256", budget_gib=80)).offload == "none"
+    at_24 = plan_placement(request(budget_gib=24))
+    assert at_24.offload == "blocks" and at_24.streams_dit and at_24.streams_kv
+    small_24 = plan_placement(request("384*256", budget_gib=24))
+    assert small_24.streams_dit and not small_24.streams_kv  # the caches of 384*256 fit beside some layers
+    for size in SIZES:
+        resident = [plan_placement(request(size, budget_gib=g)).dit_layers_resident for g in (24, 40, 48, 80)]
+        assert resident[-1] == 40 and all(r >= 0 for r in resident)
+
+
+def test_more_budget_never_moves_more_data():
+    for size in SIZES:
+        moved = []
+        for gib in (24, 32, 40, 48, 64, 80, 141):
+            req = request(size, budget_gib=gib)
+            moved.append(moved_bytes_per_wave(req, knobs_of(plan_placement(req))))
+        assert moved == sorted(moved, reverse=True)
+
+
+def test_fp8_kv_cache_frees_memory_when_asked():
+    plain, fp8 = request(budget_gib=48), request(budget_gib=48, kv_format="fp8")
+    assert moved_bytes_per_wave(fp8, knobs_of(plan_placement(fp8))) < moved_bytes_per_wave(
+        plain, knobs_of(plan_placement(plain))
+    )
+
+
+def test_explicit_modes_are_kept_or_refused():
+    assert plan_placement(request(budget_gib=141, offload="model")).helpers == "lend"
+    blocks = plan_placement(request(budget_gib=80, offload="blocks"))
+    assert blocks.offload == "blocks" and required_gpu_bytes(blocks.gpu_peak_bytes) <= 0.9 * 80 * GIB
+    with pytest.raises(PlacementError, match="would fit with --offload auto") as info:
+        plan_placement(request(budget_gib=48, offload="none"))
+    assert isinstance(info.value, OutOfMemoryError)  # the OOM ladder moves on without loading
+
+
+def test_streaming_candidates_move_least_data_first():
+    req = request(budget_gib=24)
+    order = [moved_bytes_per_wave(req, k) for k in candidates(req)]
+    assert order[:2] == [0, 0] and order[2:] == sorted(order[2:])
+
+
+# --- host memory and errors ---------------------------------------------------------------
+
+
+def test_host_memory_counts_lent_helpers_and_streamed_bytes():
+    req = request(budget_gib=24)
+    placed = plan_placement(req)
+    found = estimate(req, knobs_of(placed), 1)
+    weights = model_bytes(CONFIG_14B, "bf16", 2, "bf16")
+    assert found.host["helpers lent"] == weights.helpers
+    assert found.host_pinned_bytes == placed.host_pinned_bytes
+    assert found.host_bytes == sum(found.host.values()) > placed.host_pinned_bytes + weights.helpers
+
+
+def test_too_little_host_memory_is_refused_with_the_numbers():
+    with pytest.raises(PlacementError) as info:
+        plan_placement(request(budget_gib=24, host=48 * GIB))
+    message = str(info.value)
+    assert "fits 24.0 GiB of GPU memory only by keeping at least" in message
+    assert "in host memory (48.0 GiB available)" in message and "NVIDIA H200" in message and "704x384" in message
+    assert "--preset quick" in message
+
+
+def test_too_small_a_gpu_names_what_would_fit():
+    with pytest.raises(PlacementError) as info:
+        plan_placement(request(budget_gib=10))
+    message = str(info.value)
+    assert "needs at least" in message and "of GPU memory (budget 10.0 GiB)" in message
+    assert "would fit with a larger --gpu-memory" in message
+    small_card = request()
+    small_card = replace(small_card, machine=replace(small_card.machine, gpu_total_bytes=12 * GIB))
+    with pytest.raises(PlacementError, match=r"budget 12\.0 GiB\); no single flag makes it fit"):
+        plan_placement(small_card)  # umT5 (11.4 GB) must visit the GPU to encode the prompt
+
+
+def test_fp8_below_sm89_names_the_gpu_and_the_option():
+    req = request(precision="fp8", budget_gib=40, capability=(8, 0))
+    req = replace(req, machine=replace(req.machine, gpu_name="NVIDIA A100-SXM4-40GB"))
+    with pytest.raises(UsageError, match=r"A100-SXM4-40GB is sm 8\.0.*--weight-format fp8 --precision bf16"):
+        plan_placement(req)
+    ampere = plan_placement(request(weight_format="int8", budget_gib=40, capability=(8, 0)))
+    assert ampere.compute == "bf16" and ampere.weight_format == "int8"
+
+
+def test_cpu_places_everything_on_the_compute_device():
+    req = replace(request(), machine=Machine(None, host_available_bytes=8 * GIB), model=CONFIG_TINY)
+    placed = plan_placement(replace(req, video=Video(256, 384, 48, 3)))
+    assert (placed.compute, placed.offload, placed.streams_dit, placed.streams_kv) == ("fp32", "none", False, False)
+    assert placed.host_pinned_bytes == 0
