@@ -5,7 +5,11 @@ torch is imported only when asked, and its absence is an answer, not an error.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,7 @@ class Accelerator:
     name: str
     memory_gib: float
     compute_capability: str
+    memory_bytes: int = 0
 
 
 def torch_version() -> str | None:
@@ -35,6 +40,23 @@ def accelerators() -> list[Accelerator]:
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         found.append(
-            Accelerator(index, props.name, round(props.total_memory / 2**30, 1), f"{props.major}.{props.minor}")
+            Accelerator(
+                index,
+                props.name,
+                round(props.total_memory / 2**30, 1),
+                f"{props.major}.{props.minor}",
+                int(props.total_memory),
+            )
         )
     return found
+
+
+def host_available_bytes(meminfo: Path = MEMINFO) -> int:
+    """Memory the host can give this process without swapping: MemAvailable from
+    /proc/meminfo (page cache the kernel can drop included), else free physical pages."""
+    if meminfo.is_file():
+        for line in meminfo.read_text(encoding="ascii", errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name == "MemAvailable":
+                return int(value.split()[0]) * 1024  # the file counts kB
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

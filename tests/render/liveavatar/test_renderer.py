@@ -182,6 +182,11 @@ def test_telemetry_describes_the_render(renderer, settings, files, weights):
     assert data["device"] == "cpu" and data["dtype"] == "float32" and data["peak_gpu_gib"] == 0.0
     assert data["model_identity"].endswith(model_identity(weights))
     assert data["sample_steps"] == 2 and data["size"] == f"{PX}*{PX}" and data["num_clips"] == 1
+    # auto keeps whatever placement the run loaded (this module's renderer also ran `model`)
+    assert data["offload"] == data["placement"]["offload"] in ("none", "model")
+    assert data["placement"]["compute"] == "fp32"
+    assert data["placement"]["dit_layers_resident"] == data["placement"]["dit_layers_total"] == 3
+    assert data["expected_peak_gpu_gib"] > 0 and data["peak_rss_scope"] in ("job", "process")
     assert data["generation_fps"] > 0 and data["peak_rss_gib"] > 0 and data["render_s"] > 0
     for phase in ("text", "audio", "sampling", "decode"):
         assert data[f"{phase}_s"] > 0, phase
@@ -234,18 +239,21 @@ def test_out_of_memory_while_conditioning_raises(renderer, settings, files, monk
         renderer.start(request_for(files, settings, 1.0))
 
 
-def test_ladder_offloads_then_steps_down_the_presets():
+def test_ladder_streams_then_shrinks_the_cache_then_steps_down_the_presets():
     high = RenderSettings(renderer="liveavatar", preset="high", size="704*384", sample_steps=4)
     rungs = ladder(high)
-    assert [(r.offload, r.preset, r.size, r.sample_steps) for r in rungs] == [
-        ("model", "high", "704*384", 4),
-        ("model", "standard", "688*368", 4),
-        ("model", "quick", "384*256", 3),
+    assert [(r.offload, r.kv_format, r.preset, r.size, r.sample_steps) for r in rungs] == [
+        ("blocks", "bf16", "high", "704*384", 4),
+        ("blocks", "fp8", "high", "704*384", 4),
+        ("blocks", "fp8", "standard", "688*368", 4),
+        ("blocks", "fp8", "quick", "384*256", 3),
     ]
-    assert ladder(replace(high, preset="quick", size="384*256", offload="model")) == []
-    assert [r.preset for r in LiveAvatarRenderer.ladder(replace(high, preset="standard", size="688*368"))] == [
-        "standard",
-        "quick",
+    assert [r.offload for r in ladder(replace(high, offload="none"))][:3] == ["model", "blocks", "blocks"]
+    assert ladder(replace(high, preset="quick", size="384*256", offload="blocks", kv_format="fp8")) == []
+    assert [(r.kv_format, r.preset) for r in LiveAvatarRenderer.ladder(replace(high, offload="blocks"))] == [
+        ("fp8", "high"),
+        ("fp8", "standard"),
+        ("fp8", "quick"),
     ]
 
 

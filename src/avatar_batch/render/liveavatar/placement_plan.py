@@ -25,7 +25,7 @@ that fits, as `vae.latents_per_call` does at run time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
 from avatar_batch.core.errors import OutOfMemoryError, UsageError
 from avatar_batch.render.liveavatar.config import ModelConfig
@@ -324,13 +324,39 @@ def _placement(request: PlacementRequest, knobs: Knobs, found: Estimate) -> Plac
 
 
 def _cpu_placement(request: PlacementRequest) -> Placement:
-    """On the CPU "gpu" means the compute device: everything resident, nothing streamed."""
-    knobs = Knobs("none", "gpu", request.model.dit.num_layers, request.video.sample_steps, "gpu")
+    """On the CPU "gpu" means the compute device and nothing needs to move: `auto` keeps
+    everything resident. An explicit mode is honoured as asked (`blocks` streams every
+    layer and cache), so the CPU test suite runs the same paths as a GPU."""
+    layers, steps = request.model.dit.num_layers, request.video.sample_steps
+    knobs = {
+        "auto": Knobs("none", "gpu", layers, steps, "gpu"),
+        "none": Knobs("none", "gpu", layers, steps, "gpu"),
+        "model": Knobs("model", "lend", layers, steps, "gpu"),
+        "blocks": Knobs("blocks", "lend", 0, 0, "stream"),
+    }[request.offload]
     found = estimate(request, knobs, DECODER_CHUNKS[0])
-    return replace(
-        _placement(request, knobs, found),
-        host_pinned_bytes=0,
-        gpu_budget_bytes=request.machine.host_available_bytes,
+    return replace(_placement(request, knobs, found), gpu_budget_bytes=request.machine.host_available_bytes)
+
+
+def keeps(loaded: Placement, request: PlacementRequest) -> bool:
+    """Whether a loaded placement also serves `request` (so a run does not reload for
+    every job): same formats and arithmetic, the mode asked for (or auto), and it fits."""
+    formats = (loaded.weight_format, loaded.kv_format, loaded.compute)
+    if formats != (request.weight_format, request.kv_format, _compute(request)):
+        return False
+    if request.offload not in ("auto", loaded.offload):
+        return False
+    if request.machine.gpu_name is None:
+        return True
+    return fitting_estimate(request, knobs_of(loaded)) is not None
+
+
+def differs_only_in_helpers(a: Placement, b: Placement) -> bool:
+    """Switching between these needs no reload: only umT5, wav2vec2 and the VAE move."""
+    return astuple(knobs_of(a))[2:] == astuple(knobs_of(b))[2:] and (a.weight_format, a.kv_format, a.compute) == (
+        b.weight_format,
+        b.kv_format,
+        b.compute,
     )
 
 

@@ -9,6 +9,13 @@
   `LiveAvatarStream` whose geometry is known at once and whose frames are
   generated while the caller pulls them. The stream stops at the speech's
   length (the last clip's silent tail is never sampled).
+* Placement: the first job plans where weights and caches live
+  (`placement_plan.plan_placement`, from this GPU's memory or `--gpu-memory`,
+  the host's free memory, the architecture and the job's size) and loads the
+  runner that way; later jobs keep it while it serves them (`keeps`), else the
+  runner moves its helpers or reloads. A job that cannot be placed raises
+  `PlacementError` before anything loads; `identity()` refuses a run none of
+  whose ladder rungs can be placed.
 * An accelerator out-of-memory anywhere in a job becomes `OutOfMemoryError`
   after the job's tensors are freed; `ladder(settings)` lists the cheaper
   settings the batch layer retries with.
@@ -27,14 +34,27 @@ import numpy as np
 from avatar_batch.core.errors import UnavailableError
 from avatar_batch.core.records import PRESETS, VIDEO_FPS, RenderRequest, RenderSettings, VideoGeometry
 from avatar_batch.core.settings import parse_size, preset_fields
+from avatar_batch.render.liveavatar import placement_report as report
 from avatar_batch.render.liveavatar.conditioning import Conditioning
+from avatar_batch.render.liveavatar.config import ModelConfig
+from avatar_batch.render.liveavatar.limits import ClipGeometry
 from avatar_batch.render.liveavatar.memory import out_of_memory_guard, peak_gpu_gib, reset_peak_gpu
-from avatar_batch.render.liveavatar.runner import JobPlan, LiveAvatarRunner, Runtime, check_precision
+from avatar_batch.render.liveavatar.memory_model import GIB
+from avatar_batch.render.liveavatar.placement import Placement
+from avatar_batch.render.liveavatar.placement_plan import (
+    Machine,
+    PlacementError,
+    PlacementRequest,
+    differs_only_in_helpers,
+    keeps,
+    plan_placement,
+)
+from avatar_batch.render.liveavatar.runner import JobPlan, LiveAvatarRunner, Runtime, check_precision, helper_offload
 from avatar_batch.render.liveavatar.sampler import SamplerOptions
-from avatar_batch.render.liveavatar.telemetry import PhaseClock, job_telemetry
+from avatar_batch.render.liveavatar.telemetry import PhaseClock, job_telemetry, reset_peak_rss
 
 RUNNER_VERSION = "liveavatar-runner-1"
-OOM_HINT = "Retry with --offload model or a smaller --preset (the batch does this by itself)"
+OOM_HINT = "Retry with --offload blocks, --kv-format fp8 or a smaller --preset (the batch does this by itself)"
 
 
 def _area_px(size: str) -> int:
@@ -43,13 +63,21 @@ def _area_px(size: str) -> int:
 
 
 def ladder(settings: RenderSettings) -> list[RenderSettings]:
-    """Cheaper settings to retry after an out-of-memory, in order: offload the
-    helper networks first (same pixels), then each smaller preset (high ->
-    standard -> quick), each with offload. Empty when nothing cheaper exists."""
+    """Cheaper settings to retry after an out-of-memory, in order: lend the helper
+    networks from the CPU (after `none`; `auto` has weighed that already), stream
+    DiT layers and caches from host memory with headroom (`blocks`; same pixels),
+    an fp8 KV cache, then each smaller preset (high -> standard -> quick) with all
+    of that. Empty when nothing cheaper exists."""
     rungs: list[RenderSettings] = []
     current = settings
-    if current.offload != "model":
+    if current.offload == "none":
         current = replace(current, offload="model")
+        rungs.append(current)
+    if current.offload != "blocks":
+        current = replace(current, offload="blocks")
+        rungs.append(current)
+    if current.kv_format != "fp8":
+        current = replace(current, kv_format="fp8")
         rungs.append(current)
     for preset in sorted(PRESETS.values(), key=lambda p: _area_px(p.size), reverse=True):
         if _area_px(preset.size) < _area_px(current.size):
@@ -101,8 +129,60 @@ class LiveAvatarRenderer:
         self._device = device
         self._runner: LiveAvatarRunner | None = None
         self._identity: str | None = None
+        self._planner: tuple[ModelConfig, Machine] | None = None
 
     ladder = staticmethod(ladder)
+
+    # --- placement -------------------------------------------------------------------
+
+    def _planner_inputs(self) -> tuple[ModelConfig, Machine]:
+        """The architecture of the weights and this machine, looked up once per run."""
+        if self._planner is None:
+            device = Runtime.detect(self._device).device
+            machine = report.detect_machine(str(device), None, device.index or 0)
+            self._planner = (report.model_config_for(self.settings.weights_dir), machine)
+        return self._planner
+
+    def placement_request(self, settings: RenderSettings, height_px: int, width_px: int) -> PlacementRequest:
+        model, machine = self._planner_inputs()
+        budget = None if settings.gpu_memory_gib is None else int(settings.gpu_memory_gib * GIB)
+        return report.request_for(settings, model, replace(machine, gpu_budget_bytes=budget), height_px, width_px)
+
+    def placement_summary(self) -> dict[str, Any]:
+        """The run settings' placement on this machine, for `plan` (no model loads)."""
+        request = self.placement_request(self.settings, *report.settings_video(self.settings))
+        return report.summary(self.settings, request.model, request.machine)
+
+    def _check_some_rung_fits(self) -> None:
+        """Refuse, before anything loads, a run that no rung of the ladder can place."""
+        first: PlacementError | None = None
+        for rung in [self.settings, *ladder(self.settings)]:
+            try:
+                plan_placement(self.placement_request(rung, *report.settings_video(rung)))
+                return
+            except PlacementError as exc:
+                first = first or exc
+        raise UnavailableError(str(first))
+
+    def _placed_runner(self, settings: RenderSettings, geometry: ClipGeometry, clock: PhaseClock) -> LiveAvatarRunner:
+        """The runner with a placement that serves this job: the loaded one when it does,
+        else its helpers moved, else a reload. Planning raises before anything loads."""
+        runner = self._runner_for_run()
+        request = self.placement_request(settings, geometry.height_px, geometry.width_px)
+        loaded = runner.placement
+        if loaded is not None and keeps(loaded, request):
+            return runner
+        placement = plan_placement(request)
+        if loaded is not None and differs_only_in_helpers(loaded, placement):
+            runner.use_offload(helper_offload(placement))
+            runner.placement = placement
+            return runner
+        if loaded is not None:
+            runner.close()
+            self._runner = runner = LiveAvatarRunner(self._weights_dir(), runner.runtime)
+        with clock.phase("load"):
+            runner.load(placement)
+        return runner
 
     def _weights_dir(self) -> Path:
         weights = self.settings.weights_dir
@@ -124,6 +204,7 @@ class LiveAvatarRenderer:
 
             weights = self._weights_dir()
             check_precision(self.settings.precision, Runtime.detect(self._device))
+            self._check_some_rung_fits()
             tag = self.options.tag()
             self._identity = f"{RUNNER_VERSION}{'+' + tag if tag else ''}:{model_identity(weights)}"
         return self._identity
@@ -135,20 +216,16 @@ class LiveAvatarRenderer:
 
     def start(self, request: RenderRequest) -> LiveAvatarStream:
         settings = request.settings
-        runner = self._runner_for_run()
-        check_precision(settings.precision, runner.runtime)
-        plan = runner.plan_job(request)  # limits first: a UsageError costs no model work
+        check_precision(settings.precision, self._runner_for_run().runtime)
+        plan = self._runner_for_run().plan_job(request)  # limits first: a UsageError costs no model work
         clock = PhaseClock()
+        rss_scope = reset_peak_rss()
         with out_of_memory_guard("loading and conditioning", OOM_HINT):
-            if not runner.loaded:
-                with clock.phase("load"):
-                    runner.load(runner.resident_placement(settings.offload, settings.precision))
-            runner.use_offload(settings.offload)
+            runner = self._placed_runner(settings, plan.sampling.geometry, clock)
             reset_peak_gpu(runner.runtime.device)
             cond = runner.condition(request, plan, self.options, clock)
-        return LiveAvatarStream(
-            self._geometry(plan, request), runner, plan, cond, self.options, clock, self._facts(plan, settings)
-        )
+        facts = {**self._facts(plan, settings), "peak_rss_scope": rss_scope}
+        return LiveAvatarStream(self._geometry(plan, request), runner, plan, cond, self.options, clock, facts)
 
     def _geometry(self, plan: JobPlan, request: RenderRequest) -> VideoGeometry:
         g = plan.sampling.geometry
@@ -157,14 +234,15 @@ class LiveAvatarRenderer:
         return VideoGeometry(g.width_px, g.height_px, VIDEO_FPS, max(1, min(generated, speech_frames)))
 
     def _facts(self, plan: JobPlan, settings: RenderSettings) -> dict[str, Any]:
-        runtime, g = self._runner.runtime, plan.sampling.geometry
+        runner = self._runner_for_run()
+        runtime, g, placement = runner.runtime, plan.sampling.geometry, runner.placement
         return {
+            **_placement_facts(placement),
             "renderer": self.name,
             "model_identity": self.identity(),
             "device": str(runtime.device),
             "dtype": runtime.dtype_name,
             "precision": settings.precision,
-            "offload": settings.offload,
             "size": settings.size,
             "width": g.width_px,
             "height": g.height_px,
@@ -181,3 +259,14 @@ class LiveAvatarRenderer:
         if self._runner is not None:
             self._runner.close()
         self._runner = None
+
+
+def _placement_facts(placement: Placement | None) -> dict[str, Any]:
+    """The placement the job ran with, as the manifest's telemetry records it."""
+    if placement is None:
+        return {}
+    return {
+        "offload": placement.offload,
+        "placement": placement.to_dict(),
+        "expected_peak_gpu_gib": round(placement.gpu_peak_bytes / GIB, 3),
+    }

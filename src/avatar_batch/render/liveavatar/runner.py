@@ -135,7 +135,7 @@ class LiveAvatarRunner:
             return
         check_placement(placement, self.runtime.device)
         device, dtype = self.runtime.device, self.runtime.dtype
-        offload = "model" if placement.helpers == "lend" else "none"
+        offload = helper_offload(placement)
         host = ComponentHost(device, offload)
         park = torch.device("cpu") if offload == "model" else device
         ckpt = self.layout.dit_dir
@@ -215,10 +215,16 @@ class LiveAvatarRunner:
 
     def close(self) -> None:
         self.dit = None
+        self.placement = None
         if self.host is not None:
             self.host.clear()
         self.host = None
         self._portraits.clear()
+
+
+def helper_offload(placement: Placement) -> str:
+    """The `ComponentHost` mode of a placement's helpers: lent ones wait on the CPU."""
+    return "model" if placement.helpers == "lend" else "none"
 
 
 def check_precision(precision: str, runtime: Runtime) -> None:

@@ -14,7 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+PROC_STATUS = Path("/proc/self/status")
+PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 # "sampling" includes the sink prefill, which runs when the first block is pulled.
 PHASES = ("load", "text", "audio", "reference", "sampling", "decode")
@@ -49,10 +53,26 @@ class PhaseClock:
         return time.perf_counter() - self.started_s
 
 
-def peak_rss_gib() -> float:
-    """Peak resident set of this process: ru_maxrss is KiB on Linux, bytes on macOS."""
+def peak_rss_gib(status: Path = PROC_STATUS) -> float:
+    """Peak resident set since the last `reset_peak_rss` (VmHWM in /proc/self/status),
+    else since the process started (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    if status.is_file():
+        for line in status.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def reset_peak_rss(clear_refs: Path = PROC_CLEAR_REFS) -> str:
+    """Start a new peak-RSS window for one job: Linux (>= 4.0) resets VmHWM when "5" is
+    written to clear_refs. Returns the scope `peak_rss_gib` then measures: "job", or
+    "process" where the kernel offers no reset (the peak then covers the whole run so far)."""
+    try:
+        clear_refs.write_text("5", encoding="ascii")
+    except OSError:
+        return "process"
+    return "job"
 
 
 def job_telemetry(clock: PhaseClock, *, frames: int, peak_gpu_gib: float, facts: dict[str, Any]) -> dict[str, Any]:

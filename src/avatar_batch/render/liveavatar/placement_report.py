@@ -1,0 +1,113 @@
+"""The planner's inputs from this machine and its answers in words.
+
+* `detect_machine(device, gpu_memory_gib)`: the GPU (name, memory, compute
+  capability) from `render.devices`, the budget from `--gpu-memory`, the host
+  memory available from /proc/meminfo;
+* `model_config_for(weights_dir)`: the architecture of a weights folder (its
+  config.json), or the released `14b` when there is none;
+* `request_for(settings, model, machine, height_px, width_px)`: the planner's request;
+* `summary(...)`: the decision for `plan`, `doctor` and the telemetry, as a
+  JSON-ready dict with a one-line description (or the reason nothing fits).
+
+Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from avatar_batch.core.errors import UsageError
+from avatar_batch.core.records import RenderSettings
+from avatar_batch.core.settings import parse_size
+from avatar_batch.render import devices
+from avatar_batch.render.geometry import SIZE_MULTIPLE_PX
+from avatar_batch.render.liveavatar.config import CONFIG_14B, ModelConfig
+from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
+from avatar_batch.render.liveavatar.placement import Placement
+from avatar_batch.render.liveavatar.placement_plan import Machine, PlacementError, PlacementRequest, plan_placement
+
+
+def detect_machine(device: str = "cuda", gpu_memory_gib: float | None = None, index: int = 0) -> Machine:
+    """The compute device as the planner sees it; a CPU device (or no CUDA) gives a CPU machine."""
+    host = devices.host_available_bytes()
+    found = devices.accelerators() if device.startswith("cuda") else []
+    if not found:
+        return Machine(None, host_available_bytes=host)
+    gpu = found[min(index, len(found) - 1)]
+    major, minor = (int(part) for part in gpu.compute_capability.split("."))
+    budget = None if gpu_memory_gib is None else int(gpu_memory_gib * GIB)
+    return Machine(gpu.name, gpu.memory_bytes, (major, minor), budget, host)
+
+
+def model_config_for(weights_dir: str | Path | None) -> ModelConfig:
+    """The architecture the weights folder declares (named when it equals one), else the release's."""
+    if not weights_dir or not Path(weights_dir).is_dir():
+        return CONFIG_14B
+    from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
+    from avatar_batch.render.liveavatar.checkpoint.verify import resolve_config
+
+    config, _ = resolve_config(CheckpointLayout.at(Path(weights_dir)), None)
+    return config or CONFIG_14B
+
+
+def settings_video(settings: RenderSettings) -> tuple[int, int]:
+    """(height, width) of the settings' area as written ("704*384"), cut to the model's 64 px grid.
+    A job's own size follows its portrait's aspect; the token count is about the same."""
+    width_px, height_px = parse_size(settings.size)
+    return (
+        max(SIZE_MULTIPLE_PX, height_px // SIZE_MULTIPLE_PX * SIZE_MULTIPLE_PX),
+        max(SIZE_MULTIPLE_PX, width_px // SIZE_MULTIPLE_PX * SIZE_MULTIPLE_PX),
+    )
+
+
+def request_for(
+    settings: RenderSettings, model: ModelConfig, machine: Machine, height_px: int, width_px: int
+) -> PlacementRequest:
+    video = VideoShape(height_px, width_px, settings.frames_per_clip, settings.sample_steps)
+    return PlacementRequest(
+        model,
+        video,
+        machine,
+        precision=settings.precision,
+        weight_format=settings.resolved_weight_format,
+        kv_format=settings.kv_format,
+        offload=settings.offload,
+    )
+
+
+def describe(placement: Placement) -> str:
+    """One line: where everything lives and the expected peak."""
+    p = placement
+    cond = "cond cache streamed" if p.cond_cache == "stream" else "cond cache on the GPU"
+    helpers = "umT5/wav2vec2/VAE lent from the CPU" if p.helpers == "lend" else "umT5/wav2vec2/VAE resident"
+    text = (
+        f"offload {p.offload}: {p.dit_layers_resident}/{p.dit_layers_total} DiT layers and "
+        f"{p.kv_steps_resident}/{p.kv_steps_total} step caches resident, {cond}, {helpers}; "
+        f"{p.compute} arithmetic, {p.weight_format} weights, {p.kv_format} KV; expected peak "
+        f"{p.gpu_peak_bytes / GIB:.1f} GiB of {p.gpu_budget_bytes / GIB:.1f} GiB"
+    )
+    if p.host_pinned_bytes:
+        text += f", {p.host_pinned_bytes / GIB:.1f} GiB pinned on the host"
+    return text
+
+
+def summary(settings: RenderSettings, model: ModelConfig, machine: Machine) -> dict[str, Any]:
+    """The decision for the settings' size on this machine, JSON-ready; `error` when nothing fits."""
+    height_px, width_px = settings_video(settings)
+    data: dict[str, Any] = {
+        "size": f"{width_px}*{height_px}",
+        "device": machine.gpu_name or "cpu",
+        "gpu_budget_gib": round(machine.budget_bytes / GIB, 2) if machine.gpu_name else None,
+        "host_available_gib": round(machine.host_available_bytes / GIB, 2),
+    }
+    try:
+        placement = plan_placement(request_for(settings, model, machine, height_px, width_px))
+    except (PlacementError, UsageError) as exc:
+        return {**data, "error": str(exc)}
+    return {
+        **data,
+        "decision": describe(placement),
+        "expected_peak_gpu_gib": round(placement.gpu_peak_bytes / GIB, 2),
+        "placement": placement.to_dict(),
+    }
