@@ -89,9 +89,23 @@ class RunReport:
     def failed(self) -> int:
         return sum(1 for job in self.jobs if job["status"] == "failed")
 
+    def resources(self) -> dict[str, Any]:
+        """The run's peaks over its jobs and the placements they ran with (model renderers)."""
+        telemetry = [job["telemetry"] for job in self.jobs if job.get("telemetry")]
+        placements: list[Any] = []
+        for data in telemetry:
+            if data.get("placement") and data["placement"] not in placements:
+                placements.append(data["placement"])
+        peaks = {
+            key: max((data[key] for data in telemetry if data.get(key) is not None), default=None)
+            for key in ("peak_gpu_gib", "expected_peak_gpu_gib", "peak_rss_gib")
+        }
+        return {**peaks, "placements": placements}
+
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["failed"] = self.failed
+        data["resources"] = self.resources()
         return data
 
 
@@ -120,6 +134,17 @@ def prepare(options: RunOptions, identity_of: Callable[[RenderSettings], str] | 
         engine_version=speech_stage.command_version,
     )
     return Prepared(catalogue, settings, library, tuple(jobs))
+
+
+def placement_summary(settings: RenderSettings) -> dict[str, Any] | None:
+    """Where a model renderer would put weights and caches for these settings (no model
+    loads); None for renderers without a placement (`still`)."""
+    renderer = open_renderer(settings)
+    try:
+        summarise = getattr(renderer, "placement_summary", None)
+        return summarise() if summarise is not None else None
+    finally:
+        renderer.close()
 
 
 def make_plan(prepared: Prepared, options: RunOptions) -> plan_stage.Plan:

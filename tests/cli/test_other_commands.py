@@ -73,3 +73,25 @@ def test_weights_tiny_then_verify_then_break_it(tmp_path):
     broken = invoke("weights", "verify", root)
     assert broken.exit_code == 69
     assert shard.name in broken.output
+
+
+def test_doctor_plans_the_placement_for_a_gpu_budget(project):
+    result = invoke("doctor", "--gpu-memory", "24")
+    assert result.exit_code in (0, 69), result.output  # 69 only for missing tools, not for the placement
+    for preset in ("quick", "standard", "high"):
+        assert f"placement {preset}" in result.output
+
+
+def test_plan_prints_the_placement_of_the_liveavatar_renderer(project, tmp_path):
+    weights = tmp_path / "weights"
+    assert invoke("weights", "tiny", weights).exit_code == 0
+    flags = ("--renderer", "liveavatar", "--weights", weights, "--preset", "quick")
+    as_json = invoke("plan", project.catalogue, *flags, "--json")
+    assert as_json.exit_code == 2, as_json.output
+    placement = json.loads(as_json.output)["placement"]
+    assert placement["device"] == "cpu" and placement["placement"]["offload"] == "none"
+    assert placement["expected_peak_gpu_gib"] > 0 and placement["decision"].startswith("offload none")
+    text = invoke("plan", project.catalogue, *flags, "--offload", "blocks")
+    assert "placement (cpu, 384*256): offload blocks: 0/3 DiT layers" in text.output
+    still = invoke("plan", project.catalogue, "--json")
+    assert json.loads(still.output)["placement"] is None

@@ -38,12 +38,32 @@ def _catalogue_voices(table: Table, catalogue: Path, voices: dict) -> bool:
     return good
 
 
+def _placement_rows(table: Table, weights: Path | None, gpu_memory: float | None) -> None:
+    """One row per preset: where Live Avatar would put its weights and caches here (no model loads)."""
+    from avatar_batch.cli.commands_render import placement_line
+    from avatar_batch.core.records import PRESETS, RenderSettings
+    from avatar_batch.core.settings import preset_fields
+    from avatar_batch.render.liveavatar import placement_report
+
+    machine = placement_report.assumed_or_detected_machine(gpu_memory)
+    model = placement_report.model_config_for(weights)
+    for name in PRESETS:
+        settings = RenderSettings(renderer="liveavatar", gpu_memory_gib=gpu_memory, **preset_fields(name))
+        summary = placement_report.summary(settings, model, machine)
+        table.add_row(
+            f"placement {name}", "ok" if "error" not in summary else "[yellow]no fit[/]", placement_line(summary)
+        )
+
+
 @app.command()
 @handled
 def doctor(
     catalogue: Path | None = typer.Argument(None, help="Also check this catalogue's voices.", show_default=False),
     weights: Path | None = typer.Option(None, "--weights", help="Also verify this checkpoint root."),
     library: Path = typer.Option(Path("output"), "--library", help="Where disk space is checked."),
+    gpu_memory: float | None = typer.Option(
+        None, "--gpu-memory", metavar="GIB", help="Plan the Live Avatar placement for this GPU budget in GiB."
+    ),
 ) -> None:
     """Check ffmpeg, TTS voices per language, disk space, GPUs and (optionally) weights."""
     table = Table("check", "status", "detail")
@@ -63,6 +83,8 @@ def doctor(
     gpu_text = "; ".join(f"{g.name} {g.memory_gib} GiB sm_{g.compute_capability}" for g in gpus)
     table.add_row("torch", "ok" if version else "-", version or "not installed (only the still renderer works)")
     table.add_row("GPU", "ok" if gpus else "-", gpu_text or "none (liveavatar runs on CPU only with the tiny model)")
+    if version:
+        _placement_rows(table, weights, gpu_memory)
     if weights is not None:
         from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
 

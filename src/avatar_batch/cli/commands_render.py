@@ -16,6 +16,15 @@ from avatar_batch.cli.progress import PlainProgress, RichProgress
 from avatar_batch.cli.run_flags import run_flags
 from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING
 
+
+def placement_line(summary: dict) -> str:
+    """`plan`/`doctor` wording of a placement summary."""
+    where = f"{summary['device']}, {summary['size']}"
+    if "error" in summary:
+        return f"placement ({where}): does not fit: {summary['error']}"
+    return f"placement ({where}): {summary['decision']}"
+
+
 CatalogueArg = typer.Argument(..., help="Catalogue YAML file.", show_default=False)
 
 
@@ -76,6 +85,7 @@ def plan(
         "to_skip": len(result.to_skip),
         "to_retire": [f"{i.entry_id}/{i.language}:{i.job_id}" for i in result.to_retire],
         "estimated_video_s": round(result.estimated_video_s, 1),
+        "placement": batch.placement_summary(prepared.settings),
     }
     if as_json:
         out.print_json(json.dumps(summary))
@@ -88,5 +98,7 @@ def plan(
             f"{len(result.to_render)} to render (~{summary['estimated_video_s']} s of video), "
             f"{len(result.to_skip)} up to date, {len(result.to_retire)} to retire"
         )
+        if summary["placement"] is not None:
+            out.print(placement_line(summary["placement"]), highlight=False)
     pending = bool(result.to_render or result.to_retire)
     raise typer.Exit(EXIT_PENDING if pending else EXIT_OK)

@@ -27,6 +27,8 @@ from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
 from avatar_batch.render.liveavatar.placement import Placement
 from avatar_batch.render.liveavatar.placement_plan import Machine, PlacementError, PlacementRequest, plan_placement
 
+ASSUMED_CAPABILITY = (9, 0)  # Hopper, for a GPU that is only described by --gpu-memory
+
 
 def detect_machine(device: str = "cuda", gpu_memory_gib: float | None = None, index: int = 0) -> Machine:
     """The compute device as the planner sees it; a CPU device (or no CUDA) gives a CPU machine."""
@@ -38,6 +40,17 @@ def detect_machine(device: str = "cuda", gpu_memory_gib: float | None = None, in
     major, minor = (int(part) for part in gpu.compute_capability.split("."))
     budget = None if gpu_memory_gib is None else int(gpu_memory_gib * GIB)
     return Machine(gpu.name, gpu.memory_bytes, (major, minor), budget, host)
+
+
+def assumed_or_detected_machine(gpu_memory_gib: float | None) -> Machine:
+    """This machine's GPU; without one but with `--gpu-memory`, a GPU of that size
+    (compute capability assumed 9.0), so `doctor` can answer "what would fit on a 24 GiB card"."""
+    machine = detect_machine("cuda", gpu_memory_gib)
+    if machine.gpu_name is None and gpu_memory_gib is not None:
+        budget = int(gpu_memory_gib * GIB)
+        name = f"a {gpu_memory_gib:g} GiB GPU (sm 9.0 assumed)"
+        return Machine(name, budget, ASSUMED_CAPABILITY, None, machine.host_available_bytes)
+    return machine
 
 
 def model_config_for(weights_dir: str | Path | None) -> ModelConfig:
