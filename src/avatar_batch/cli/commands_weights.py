@@ -50,6 +50,20 @@ def tiny(
     out.print(f"wrote a tiny checkpoint to {root}")
 
 
+@weights_app.command()
+@handled
+def random(
+    root: Path = typer.Argument(..., help="Folder to write (official layout).", show_default=False),
+    config: str = typer.Option("14b", "--config", help="14b (real sizes, about 47 GB on disk) | tiny"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a complete random checkpoint at a config's real sizes (load and memory tests at full size)."""
+    from avatar_batch.render.liveavatar.checkpoint.random_weights import write_random_checkpoint
+
+    write_random_checkpoint(root, _config(config), seed=seed)
+    out.print(f"wrote a random {config} checkpoint to {root}")
+
+
 @weights_app.command("verify")
 @handled
 def verify_weights(root: Path = typer.Argument(..., help="Checkpoint root.", show_default=False)) -> None:
