@@ -160,6 +160,29 @@ def test_offload_model_gives_the_same_frames(renderer, settings, files):
     assert all(np.array_equal(a, b) for a, b in zip(base, offloaded))
 
 
+def test_offload_blocks_reloads_once_and_gives_the_same_frames(renderer, settings, files):
+    base, _ = render(renderer, request_for(files, settings, 1.0))
+    streamed, stream = render(renderer, request_for(files, replace(settings, offload="blocks"), 1.0))
+    placement = stream.telemetry()["placement"]
+    assert (placement["offload"], placement["dit_layers_resident"], placement["cond_cache"]) == ("blocks", 0, "stream")
+    assert all(np.array_equal(a, b) for a, b in zip(base, streamed))
+    _, again = render(renderer, request_for(files, settings, 1.0))
+    assert again.telemetry()["load_s"] == 0  # auto keeps the loaded placement: no second reload
+
+
+def test_a_run_no_rung_can_place_stops_before_loading(settings, monkeypatch):
+    from avatar_batch.render.liveavatar import placement_report
+    from avatar_batch.render.liveavatar.placement_plan import Machine
+
+    tiny_gpu = Machine("Test GPU 0.5 GiB", 2**29, (9, 0), None, 2**36)
+    monkeypatch.setattr(placement_report, "detect_machine", lambda *args, **kwargs: tiny_gpu)
+    loads = []
+    monkeypatch.setattr(runner_module, "load_dit", lambda *a, **k: loads.append(1))
+    with pytest.raises(UnavailableError, match=r"does not fit Test GPU 0\.5 GiB.*budget 0\.5 GiB"):
+        LiveAvatarRenderer(settings).identity()
+    assert loads == []
+
+
 def test_one_load_serves_every_job(settings, files, monkeypatch):
     loads = []
     real_load = runner_module.load_dit
@@ -182,10 +205,9 @@ def test_telemetry_describes_the_render(renderer, settings, files, weights):
     assert data["device"] == "cpu" and data["dtype"] == "float32" and data["peak_gpu_gib"] == 0.0
     assert data["model_identity"].endswith(model_identity(weights))
     assert data["sample_steps"] == 2 and data["size"] == f"{PX}*{PX}" and data["num_clips"] == 1
-    # auto keeps whatever placement the run loaded (this module's renderer also ran `model`)
-    assert data["offload"] == data["placement"]["offload"] in ("none", "model")
-    assert data["placement"]["compute"] == "fp32"
-    assert data["placement"]["dit_layers_resident"] == data["placement"]["dit_layers_total"] == 3
+    # auto keeps whatever placement the run loaded (this module's renderer also ran `model` and `blocks`)
+    assert data["offload"] == data["placement"]["offload"]
+    assert data["placement"]["compute"] == "fp32" and data["placement"]["dit_layers_total"] == 3
     assert data["expected_peak_gpu_gib"] > 0 and data["peak_rss_scope"] in ("job", "process")
     assert data["generation_fps"] > 0 and data["peak_rss_gib"] > 0 and data["render_s"] > 0
     for phase in ("text", "audio", "sampling", "decode"):
