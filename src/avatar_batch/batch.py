@@ -259,7 +259,7 @@ class JobRunner:
 
 
 def _rung_label(settings: RenderSettings) -> str:
-    return f"size {settings.size}, offload {settings.offload}"
+    return f"size {settings.size}, offload {settings.offload}, {settings.kv_format} KV cache"
 
 
 def _job_record(job: JobSpec, item: LibraryItem, seconds: float) -> dict[str, Any]:
