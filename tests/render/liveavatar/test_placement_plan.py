@@ -225,3 +225,12 @@ def test_cpu_places_everything_on_the_compute_device():
     placed = plan_placement(replace(req, video=Video(256, 384, 48, 3)))
     assert (placed.compute, placed.offload, placed.streams_dit, placed.streams_kv) == ("fp32", "none", False, False)
     assert placed.host_pinned_bytes == 0
+
+
+def test_runner_precision_check_names_the_gpu_and_the_8_bit_option(monkeypatch):
+    from avatar_batch.render.liveavatar.runner import Runtime, check_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA RTX A6000")
+    with pytest.raises(UsageError, match=r"RTX A6000 is sm 8\.6.*--weight-format fp8 --precision bf16"):
+        check_precision("fp8", Runtime(torch.device("cuda"), torch.bfloat16))

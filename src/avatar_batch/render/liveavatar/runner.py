@@ -230,4 +230,7 @@ def helper_offload(placement: Placement) -> str:
 def check_precision(precision: str, runtime: Runtime) -> None:
     """fp8 needs CUDA's fp8 matrix kernels (compute capability 8.9+: Ada, Hopper and later)."""
     if precision == "fp8" and (reason := fp8_compute_problem(runtime.device)):
-        raise UsageError(f"precision 'fp8': {reason}; use --precision bf16")
+        raise UsageError(
+            f"precision 'fp8': {reason}. Use --weight-format fp8 --precision bf16 (or --weight-format int8 "
+            "--precision bf16) to store the DiT's weights in 8 bits and compute in bf16"
+        )
