@@ -21,7 +21,7 @@ from avatar_batch.core.errors import UsageError
 from avatar_batch.core.records import RenderSettings
 from avatar_batch.core.settings import parse_size
 from avatar_batch.render import devices
-from avatar_batch.render.geometry import SIZE_MULTIPLE_PX
+from avatar_batch.render.geometry import size_for
 from avatar_batch.render.liveavatar.config import CONFIG_14B, ModelConfig
 from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
 from avatar_batch.render.liveavatar.placement import Placement
@@ -65,13 +65,11 @@ def model_config_for(weights_dir: str | Path | None) -> ModelConfig:
 
 
 def settings_video(settings: RenderSettings) -> tuple[int, int]:
-    """(height, width) of the settings' area as written ("704*384"), cut to the model's 64 px grid.
-    A job's own size follows its portrait's aspect; the token count is about the same."""
+    """(height, width) the settings' area gives a portrait of the written aspect ("688*368" ->
+    384x640, as `geometry.size_for` sizes a job). A job's own size follows its portrait's
+    aspect; the token count, which sets the caches, is about the same."""
     width_px, height_px = parse_size(settings.size)
-    return (
-        max(SIZE_MULTIPLE_PX, height_px // SIZE_MULTIPLE_PX * SIZE_MULTIPLE_PX),
-        max(SIZE_MULTIPLE_PX, width_px // SIZE_MULTIPLE_PX * SIZE_MULTIPLE_PX),
-    )
+    return size_for(settings.size, height_px, width_px)
 
 
 def request_for(
