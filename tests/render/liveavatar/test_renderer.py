@@ -209,6 +209,7 @@ def test_telemetry_describes_the_render(renderer, settings, files, weights):
     assert data["offload"] == data["placement"]["offload"]
     assert data["placement"]["compute"] == "fp32" and data["placement"]["dit_layers_total"] == 3
     assert data["expected_peak_gpu_gib"] > 0 and data["peak_rss_scope"] in ("job", "process")
+    assert data["expected_host_gib"] > 2  # the process itself, at least
     assert data["generation_fps"] > 0 and data["peak_rss_gib"] > 0 and data["render_s"] > 0
     for phase in ("text", "audio", "sampling", "decode"):
         assert data[f"{phase}_s"] > 0, phase

@@ -42,11 +42,14 @@ from avatar_batch.render.liveavatar.memory import out_of_memory_guard, peak_gpu_
 from avatar_batch.render.liveavatar.memory_model import GIB
 from avatar_batch.render.liveavatar.placement import Placement
 from avatar_batch.render.liveavatar.placement_plan import (
+    DECODER_CHUNKS,
     Machine,
     PlacementError,
     PlacementRequest,
     differs_only_in_helpers,
+    estimate,
     keeps,
+    knobs_of,
     plan_placement,
 )
 from avatar_batch.render.liveavatar.runner import JobPlan, LiveAvatarRunner, Runtime, check_precision, helper_offload
@@ -237,7 +240,7 @@ class LiveAvatarRenderer:
         runner = self._runner_for_run()
         runtime, g, placement = runner.runtime, plan.sampling.geometry, runner.placement
         return {
-            **_placement_facts(placement),
+            **_placement_facts(placement, self.placement_request(settings, g.height_px, g.width_px)),
             "renderer": self.name,
             "model_identity": self.identity(),
             "device": str(runtime.device),
@@ -261,12 +264,15 @@ class LiveAvatarRenderer:
         self._runner = None
 
 
-def _placement_facts(placement: Placement | None) -> dict[str, Any]:
-    """The placement the job ran with, as the manifest's telemetry records it."""
+def _placement_facts(placement: Placement | None, request: PlacementRequest) -> dict[str, Any]:
+    """The placement the job ran with, as the manifest's telemetry records it; the expected
+    host bytes are what the plan keeps there (pinned streams, lent helpers, the process)."""
     if placement is None:
         return {}
+    host = estimate(request, knobs_of(placement), DECODER_CHUNKS[-1]).host_bytes
     return {
         "offload": placement.offload,
         "placement": placement.to_dict(),
         "expected_peak_gpu_gib": round(placement.gpu_peak_bytes / GIB, 3),
+        "expected_host_gib": round(host / GIB, 3),
     }
