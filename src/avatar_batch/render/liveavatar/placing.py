@@ -30,7 +30,7 @@ def fp8_compute_problem(device: torch.device) -> str | None:
         name = torch.cuda.get_device_name(device)
         return (
             f"fp8 compute needs compute capability 8.9 or newer and torch._scaled_mm; "
-            f"{name} is {major}.{minor} with torch {torch.__version__}"
+            f"{name} is sm {major}.{minor} with torch {torch.__version__}"
         )
     return None
 
