@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from avatar_batch.core.errors import EXIT_JOBS_FAILED, AvatarBatchError, CatalogueError
+from avatar_batch.core.errors import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, AvatarBatchError, CatalogueError
 
 app = typer.Typer(
     add_completion=False,
@@ -32,7 +32,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def handled(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a typed error for people and exit with its code; never a traceback."""
+    """Print a typed error for people and exit with its code (130 for an interrupt); never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +53,11 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
             # folder. Every write is atomic, so what is on disk stays whole.
             err.print(f"[red]error:[/] {describe_os_error(exc)}", highlight=False)
             raise typer.Exit(EXIT_JOBS_FAILED) from exc
+        except KeyboardInterrupt as exc:
+            # Ctrl-C or SIGTERM before `batch` could say more (it raises
+            # Interrupted once jobs run): say so, rather than exit 130 in silence.
+            err.print("[red]interrupted[/]: every write is atomic, so nothing was left half-written; run it again")
+            raise typer.Exit(EXIT_INTERRUPTED) from exc
 
     return wrapper
 

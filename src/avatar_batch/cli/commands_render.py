@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from avatar_batch import batch
 from avatar_batch.cli import app, err, handled, out
 from avatar_batch.cli.progress import PlainProgress, RichProgress
 from avatar_batch.cli.run_flags import run_flags
+from avatar_batch.cli.stopping import stoppable
 from avatar_batch.core.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_PENDING
 
 
@@ -30,6 +30,7 @@ CatalogueArg = typer.Argument(..., help="Catalogue YAML file.", show_default=Fal
 
 @app.command()
 @handled
+@stoppable
 @run_flags
 def render(
     catalogue: Path = CatalogueArg,
@@ -38,8 +39,6 @@ def render(
     options: batch.RunOptions,
 ) -> None:
     """Render every new or changed answer into the library (safe to run from cron)."""
-    # cron and service managers stop jobs with SIGTERM: clean up as for Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if plain or not sys.stderr.isatty():
         report = batch.render(options, PlainProgress())
     else:

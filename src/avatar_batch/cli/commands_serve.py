@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
 
 from avatar_batch.cli import app, err, handled, out
+from avatar_batch.cli.stopping import stoppable
 from avatar_batch.core.errors import EXIT_OK
 from avatar_batch.library.serve import DEFAULT_HOST, DEFAULT_PORT, make_server
 
@@ -20,6 +20,7 @@ def _log_line(line: str) -> None:
 
 @app.command()
 @handled
+@stoppable
 def serve(
     root: Path = typer.Argument(..., help="Library folder (holds index.html).", show_default=False),
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on; 127.0.0.1 keeps it on this machine."),
@@ -30,8 +31,6 @@ def serve(
     server = make_server(root, host, port, log=None if quiet else _log_line)
     if host not in LOOPBACK_HOSTS:
         err.print(f"[yellow]listening on {host}: other machines can reach this library[/]")
-    # Service managers stop with SIGTERM: stop as cleanly as for Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     out.print(f"serving {root} at {server.url} (Ctrl-C to stop)", highlight=False)
     try:
         server.serve_forever()
