@@ -23,7 +23,8 @@ from avatar_batch.library.layout import LOCK_NAME
 def hold_lock(root: Path) -> Iterator[Path]:
     """Hold `root/.lock` for the duration of the block, or raise LockedError
     at once without touching anything. On entry, remove the `.tmp-*`
-    leftovers of a killed run (safe: no one else can be writing now)."""
+    leftovers of a killed run (safe: no one else can be writing now), and on
+    the way out, however the block ends, those of this run."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     # O_RDWR without O_TRUNC: a run that fails to lock must not wipe the pid.
@@ -42,6 +43,9 @@ def hold_lock(root: Path) -> Iterator[Path]:
         try:
             yield path
         finally:
+            # Still ours while the lock is held: remove what an interrupt cut
+            # short wherever it landed (e.g. a staging folder just created).
+            cleanup_temp(root)
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
