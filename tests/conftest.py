@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import wave
 from contextlib import contextmanager
@@ -13,6 +14,17 @@ import pytest
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Ignore SIGINT, then exec argv: what a non-interactive shell does to `argv &`.
+# The ignored disposition survives exec, and Python then leaves it ignored.
+_EXEC_IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_sigint_ignored(argv: list[str]) -> list[str]:
+    """`argv` started the way a background job of a script starts: SIGINT ignored."""
+    return [sys.executable, "-c", _EXEC_IGNORING_SIGINT, *argv]
 
 
 def write_sine_wav(
