@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from avatar_batch.cli import app
 from avatar_batch.library.serve import ByteRange, RangeNotSatisfiable, make_server, parse_range, request_parts
-from tests.conftest import serving
+from tests.conftest import serving, with_sigint_ignored
 from tests.hardening.projects import CLI, manifest_items
 
 
@@ -243,14 +243,9 @@ def test_a_port_in_use_exits_69(library: Path):
     assert "--port" in result.output
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_serve_command_answers_then_stops_cleanly(library: Path, stop):
-    process = subprocess.Popen(
-        [*CLI, "serve", str(library), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def answer_then_stop(argv: list[str], stop: signal.Signals) -> tuple[int | None, str, str]:
+    """Start `serve`, fetch one file through it, send `stop`; (exit code, stdout, stderr)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert "http://127.0.0.1:" in line, line + process.stderr.read()
@@ -265,7 +260,23 @@ def test_serve_command_answers_then_stops_cleanly(library: Path, stop):
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 0, stderr
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_command_answers_then_stops_cleanly(library: Path, stop):
+    returncode, stdout, stderr = answer_then_stop([*CLI, "serve", str(library), "--port", "0"], stop)
+    assert returncode == 0, stderr
     assert "stopped" in stdout
     assert "Traceback" not in stderr
     assert '"GET /manifest.json HTTP/1.1" 200' in stderr  # the request log
+
+
+def test_ctrl_c_stops_serve_started_with_sigint_ignored(library: Path):
+    """A script's `avatar-batch serve &` inherits SIGINT ignored; Ctrl-C must still stop it."""
+    returncode, stdout, stderr = answer_then_stop(
+        with_sigint_ignored([*CLI, "serve", str(library), "--port", "0"]), signal.SIGINT
+    )
+    assert returncode == 0, stderr
+    assert "stopped" in stdout
+    assert "Traceback" not in stderr
