@@ -134,4 +134,4 @@ def test_a_signal_in_any_phase_exits_130_leaving_nothing_partial(project, tmp_pa
     assert "interrupted" in text
     assert "Traceback" not in text
     assert_whole(project.library)
-    assert processes_naming(str(tmp_path)) == []  # the hung TTS engine and ffmpeg were stopped too
+    assert processes_naming(f"{tmp_path}/") == []  # the hung TTS engine and ffmpeg were stopped too

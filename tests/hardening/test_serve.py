@@ -280,3 +280,25 @@ def test_ctrl_c_stops_serve_started_with_sigint_ignored(library: Path):
     assert returncode == 0, stderr
     assert "stopped" in stdout
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_right_after_the_url_line_is_a_clean_stop(library: Path, stop):
+    """The signal lands as soon as the URL is printed, before any request."""
+    process = subprocess.Popen(
+        with_sigint_ignored([*CLI, "serve", str(library), "--port", "0"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + process.stderr.read()
+        process.send_signal(stop)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "stopped" in stdout

@@ -29,10 +29,10 @@ def serve(
 ) -> None:
     """Serve the library's player, videos and captions over HTTP (seeking works). Ctrl-C stops it."""
     server = make_server(root, host, port, log=None if quiet else _log_line)
-    if host not in LOOPBACK_HOSTS:
-        err.print(f"[yellow]listening on {host}: other machines can reach this library[/]")
-    out.print(f"serving {root} at {server.url} (Ctrl-C to stop)", highlight=False)
-    try:
+    try:  # from here on, Ctrl-C is a clean stop, even before serving has begun
+        if host not in LOOPBACK_HOSTS:
+            err.print(f"[yellow]listening on {host}: other machines can reach this library[/]")
+        out.print(f"serving {root} at {server.url} (Ctrl-C to stop)", highlight=False)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
