@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ from avatar_batch import catalogue as catalogue_stage
 from avatar_batch import mux as mux_stage
 from avatar_batch import plan as plan_stage
 from avatar_batch import speech as speech_stage
+from avatar_batch.core.clock import file_stamp, iso_utc
 from avatar_batch.core.errors import AvatarBatchError, Interrupted, OutOfMemoryError
 from avatar_batch.core.fsio import remove_tree
 from avatar_batch.core.records import Catalogue, JobSpec, LibraryItem, RenderRequest, RenderSettings
@@ -109,10 +109,6 @@ class RunReport:
         return data
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def load(options: RunOptions) -> Catalogue:
     voices = speech_stage.installed_voices() if options.check_voices else None
     return catalogue_stage.load_catalogue(options.catalogue_path, installed_voices=voices)
@@ -169,7 +165,7 @@ def _item_for(job: JobSpec, status: str, **fields: Any) -> LibraryItem:
         status=status,
         renderer=job.settings.renderer,
         settings=job.settings.hashed_fields(),
-        created_at=utc_now(),
+        created_at=iso_utc(),
         **fields,
     )
 
@@ -295,8 +291,8 @@ def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
     prepared = prepare(options)
     library = prepared.library
     report = RunReport(
-        run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}",
-        started_at=utc_now(),
+        run_id=f"{file_stamp()}-{os.getpid()}",
+        started_at=iso_utc(),
         catalogue=str(options.catalogue_path),
         library=str(library.root),
         settings=dict(prepared.settings.__dict__),
@@ -315,7 +311,7 @@ def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
             raise Interrupted("interrupted: temporary files removed; rerun to finish the rest") from exc
         finally:
             runner.close()
-            report.finished_at = utc_now()
+            report.finished_at = iso_utc()
             library.rebuild()
             library.write_run_report(report.to_dict())
     return report

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 from typer.testing import CliRunner
@@ -133,8 +134,12 @@ def test_failed_job_does_not_sink_the_batch(project, monkeypatch):
     assert rows["smoke-register"]["status"] == "failed"
     assert "speech engine exploded" in rows["smoke-register"]["failure"]
     assert rows["smoke-pharmacy"]["status"] == "completed"
-    report = sorted((project.library / "runs").glob("*.json"))[-1]
-    assert json.loads(report.read_text())["failed"] == 1
+    report = json.loads(sorted((project.library / "runs").glob("*.json"))[-1].read_text())
+    assert report["failed"] == 1
+    manifest = json.loads((project.library / "manifest.json").read_text())
+    stamps = [manifest["generated_at"], report["started_at"], report["finished_at"]]
+    stamps += [row["created_at"] for row in manifest["items"]]  # a failed row and a committed one
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps), stamps
     monkeypatch.setattr(batch.speech_stage, "synthesize", real)
     retry = invoke("render", project.catalogue, "--plain")
     assert retry.exit_code == 0

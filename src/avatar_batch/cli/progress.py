@@ -4,12 +4,12 @@ per event otherwise (cron mails and CI logs stay readable)."""
 from __future__ import annotations
 
 import sys
-import time
 from typing import IO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from avatar_batch.core.clock import iso_utc
 from avatar_batch.core.records import JobSpec, LibraryItem
 
 
@@ -24,7 +24,7 @@ class PlainProgress:
         self.stream = stream or sys.stderr
 
     def _say(self, text: str) -> None:
-        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}", file=self.stream, flush=True)
+        print(f"{iso_utc()} {text}", file=self.stream, flush=True)
 
     def planned(self, plan) -> None:
         self._say(

@@ -22,10 +22,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from avatar_batch.core.clock import file_stamp, iso_utc, utc_now
 from avatar_batch.core.errors import Problem
 from avatar_batch.core.fsio import TEMP_PREFIX, remove_tree, write_json_atomic, write_text_atomic
 from avatar_batch.core.records import LibraryItem
@@ -48,14 +49,6 @@ from avatar_batch.library.sqlite_index import build_index
 from avatar_batch.library.verify import item_files_ok, verify_items
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _key(item: LibraryItem) -> tuple[str, str]:
@@ -223,7 +216,7 @@ class Library:
             if best is None or (item.created_at or "", item.job_id) > (best.created_at or "", best.job_id):
                 newest[_key(item)] = item
         if self.manifest_path.exists():
-            stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            stamp = file_stamp(self._clock())
             os.replace(self.manifest_path, self.root / f"{MANIFEST_NAME}.corrupt-{stamp}")
         items = {item.job_id: item for item in newest.values()}
         self._write_manifest(items)
@@ -232,7 +225,7 @@ class Library:
     def write_run_report(self, report: Mapping[str, Any]) -> Path:
         """runs/<UTC time>-<pid>.json, written atomically. Values JSON cannot
         hold (paths, datetimes) are written as their str()."""
-        stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = file_stamp(self._clock())
         runs = self.root / RUNS_DIR
         path = runs / f"{stamp}-{os.getpid()}.json"
         suffix = 1
