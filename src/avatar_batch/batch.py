@@ -234,8 +234,7 @@ class JobRunner:
         """Render at the job's settings; on out-of-memory retry each cheaper rung
         the renderer offers (offload, smaller size). The settings actually used
         go into the telemetry; the job id stays that of the request."""
-        ladder: Callable[[RenderSettings], list[RenderSettings]] = getattr(self.renderer, "ladder", lambda settings: [])
-        rungs = [job.settings, *ladder(job.settings)]
+        rungs = [job.settings, *self.renderer.ladder(job.settings)]
         for attempt, settings in enumerate(rungs):
             try:
                 muxed, telemetry = self._render_into(self.renderer, replace(job, settings=settings), staged, speech)

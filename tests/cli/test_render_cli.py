@@ -164,3 +164,11 @@ def test_plan_after_an_fp8_render_of_two_clips_is_up_to_date(project):
     assert invoke("render", project.catalogue, "--plain", *flags).exit_code == 0
     assert invoke("plan", project.catalogue, *flags).exit_code == 0
     assert invoke("plan", project.catalogue).exit_code == 2
+
+
+def test_steps_past_the_model_limit_stop_plan_and_render_before_any_job(project):
+    for command in ("plan", "render"):
+        result = invoke(command, project.catalogue, "--renderer", "liveavatar", "--steps", "5")
+        assert result.exit_code == 2, result.output
+        assert "--steps 5 is outside 1..4" in result.output
+    assert not project.library.exists()

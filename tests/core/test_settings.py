@@ -26,7 +26,7 @@ def test_preset_brings_size_and_steps_but_same_layer_size_wins():
         ({"preset": "ultra"}, "unknown preset 'ultra'"),
         ({"renderer": "gpu"}, "unknown renderer"),
         ({"size": "704x"}, "is not WIDTH*HEIGHT"),
-        ({"sample_steps": 5}, "outside 1..4"),
+        ({"sample_steps": 0}, "sample_steps 0 must be at least 1"),
         ({"offload": "disk"}, "unknown offload mode"),
         ({"num_clip": 0}, "num_clip 0"),
         ({"weight_format": "int4"}, "unknown weight format 'int4'"),
@@ -94,3 +94,8 @@ def test_formats_enter_the_hash_only_when_they_change_pixels():
     assert RenderSettings(precision="fp8", weight_format="fp8").hashed_fields() == fp8
     assert RenderSettings(weight_format="int8").hashed_fields() == {**plain, "weight_format": "int8"}
     assert RenderSettings(kv_format="fp8").hashed_fields() == {**plain, "kv_format": "fp8"}
+
+
+def test_model_limits_are_the_renderers_not_the_settings():
+    """Steps past 4 are the liveavatar model's limit (checked when it opens), not a tool-wide one."""
+    assert resolve_run_settings(CatalogueDefaults(), {}, {"sample_steps": 5}).sample_steps == 5

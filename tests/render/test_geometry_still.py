@@ -66,3 +66,9 @@ def test_speech_levels_silence_is_zero(tmp_path):
     wav = write_sine_wav(tmp_path / "s.wav", duration_s=0.5)
     levels = speech_levels(wav, 25, 20)  # more frames than audio: tail is silent
     assert levels.max() == pytest.approx(1.0) and levels[-5:].max() == 0.0
+
+
+def test_still_renderer_has_no_cheaper_rungs():
+    from avatar_batch.core.records import RenderSettings
+
+    assert StillRenderer().ladder(RenderSettings(renderer="still", offload="none")) == []

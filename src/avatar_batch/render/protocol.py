@@ -4,7 +4,9 @@ A renderer is opened once per run (a model loads once and serves every job),
 reports a cheap `identity()` that goes into job ids without loading anything,
 and for each job returns a `FrameStream`: the geometry up front, then frames
 pulled one at a time, so the mux can encode while the renderer produces and no
-renderer ever holds a whole video in memory.
+renderer ever holds a whole video in memory. A renderer that can run out of
+accelerator memory says, through `ladder`, which cheaper settings the batch
+may retry a job with.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from avatar_batch.core.records import RenderRequest, VideoGeometry
+from avatar_batch.core.records import RenderRequest, RenderSettings, VideoGeometry
 
 
 class FrameStream(Protocol):
@@ -38,5 +40,10 @@ class Renderer(Protocol):
         ...
 
     def start(self, request: RenderRequest) -> FrameStream: ...
+
+    def ladder(self, settings: RenderSettings) -> list[RenderSettings]:
+        """Cheaper settings to retry a job with after `OutOfMemoryError`, in the
+        order to try them; empty when the renderer cannot run out of memory."""
+        ...
 
     def close(self) -> None: ...

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from avatar_batch.core.records import VIDEO_FPS, RenderRequest, VideoGeometry
+from avatar_batch.core.records import VIDEO_FPS, RenderRequest, RenderSettings, VideoGeometry
 from avatar_batch.render.geometry import size_for
 from avatar_batch.render.image import fit_frame, load_rgb
 
@@ -75,6 +75,9 @@ class StillRenderer:
         base = fit_frame(image, height_px, width_px, pad_mode="cover")
         levels = speech_levels(request.speech.model_wav, VIDEO_FPS, num_frames)
         return StillStream(geometry, base, levels)
+
+    def ladder(self, settings: RenderSettings) -> list[RenderSettings]:
+        return []  # a portrait and a bar on the CPU: nothing cheaper to fall back to
 
     def close(self) -> None:
         return None

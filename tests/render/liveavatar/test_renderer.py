@@ -24,7 +24,7 @@ from avatar_batch.render.liveavatar import memory
 from avatar_batch.render.liveavatar import runner as runner_module
 from avatar_batch.render.liveavatar.checkpoint import model_identity, write_tiny_checkpoint
 from avatar_batch.render.liveavatar.memory import ComponentHost
-from avatar_batch.render.liveavatar.renderer import RUNNER_VERSION, LiveAvatarRenderer, ladder
+from avatar_batch.render.liveavatar.renderer import RUNNER_VERSION, LiveAvatarRenderer, oom_ladder
 from avatar_batch.render.liveavatar.sampler import SamplerOptions
 from tests.conftest import write_portrait, write_sine_wav
 
@@ -112,10 +112,24 @@ def test_fp8_on_the_cpu_is_a_usage_error(settings, files):
 )
 def test_limits_fail_before_any_model_work(settings, files, change, image, message):
     bad = replace(settings, **change)
-    fresh = LiveAvatarRenderer(bad)
+    fresh = LiveAvatarRenderer(settings)  # the run's settings pass; this job's (an entry's, a rung's) do not
     with pytest.raises(UsageError, match=message):
         fresh.start(request_for(files, bad, 1.0, image))
     assert not fresh._runner.loaded
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"frames_per_clip": 40}, "frames per clip 40 is not a positive multiple of 12"),
+        ({"sample_steps": 5}, "--steps 5 is outside 1..4"),
+        ({"sample_steps": 0}, "--steps 0 is outside 1..4"),
+    ],
+)
+def test_run_settings_past_the_model_limits_fail_when_the_renderer_opens(settings, change, message):
+    with pytest.raises(UsageError, match=message.replace(".", r"\.")) as info:
+        open_renderer(replace(settings, **change))
+    assert info.value.exit_code == 2
 
 
 # --- frames ------------------------------------------------------------------------------
@@ -264,16 +278,16 @@ def test_out_of_memory_while_conditioning_raises(renderer, settings, files, monk
 
 def test_ladder_streams_then_shrinks_the_cache_then_steps_down_the_presets():
     high = RenderSettings(renderer="liveavatar", preset="high", size="704*384", sample_steps=4)
-    rungs = ladder(high)
+    rungs = oom_ladder(high)
     assert [(r.offload, r.kv_format, r.preset, r.size, r.sample_steps) for r in rungs] == [
         ("blocks", "bf16", "high", "704*384", 4),
         ("blocks", "fp8", "high", "704*384", 4),
         ("blocks", "fp8", "standard", "688*368", 4),
         ("blocks", "fp8", "quick", "384*256", 3),
     ]
-    assert [r.offload for r in ladder(replace(high, offload="none"))][:3] == ["model", "blocks", "blocks"]
-    assert ladder(replace(high, preset="quick", size="384*256", offload="blocks", kv_format="fp8")) == []
-    assert [(r.kv_format, r.preset) for r in LiveAvatarRenderer.ladder(replace(high, offload="blocks"))] == [
+    assert [r.offload for r in oom_ladder(replace(high, offload="none"))][:3] == ["model", "blocks", "blocks"]
+    assert oom_ladder(replace(high, preset="quick", size="384*256", offload="blocks", kv_format="fp8")) == []
+    assert [(r.kv_format, r.preset) for r in LiveAvatarRenderer(high).ladder(replace(high, offload="blocks"))] == [
         ("fp8", "high"),
         ("fp8", "standard"),
         ("fp8", "quick"),

@@ -2,7 +2,10 @@
 
 Each violated limit is a UsageError that says which setting to change, because
 the alternative is a crash deep inside the sink prefill or the RoPE table
-after minutes of loading.
+after minutes of loading. `check_run_settings` runs when the renderer opens,
+before any job; `check_geometry` runs per job, once the portrait and the
+speech fix the video's size and length. These limits live here, not in the
+tool-wide settings, because they are this model's: another renderer has others.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avatar_batch.core.errors import UsageError
+from avatar_batch.core.records import RenderSettings
 from avatar_batch.render.geometry import MAX_MODEL_AREA_PX, SIZE_MULTIPLE_PX
 
 LATENT_FRAMES_PER_BLOCK = 3
@@ -19,6 +23,8 @@ PATCH_PX = 16  # VAE stride 8 x DiT patch 2
 ROPE_TIME_POSITIONS = 45_000
 # The reference is placed up to 30 latent frames ahead of the current block.
 MAX_SINK_LEAD = 30
+# The DMD LoRA was distilled for at most 4 steps, and the sampler keeps one KV cache per step.
+MAX_SAMPLE_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,28 @@ class ClipGeometry:
         return self.num_clips * self.frames_per_clip
 
 
+def check_sample_steps(sample_steps: int) -> None:
+    if not 1 <= sample_steps <= MAX_SAMPLE_STEPS:
+        raise UsageError(
+            f"--steps {sample_steps} is outside 1..{MAX_SAMPLE_STEPS} (the model keeps one KV cache per step); "
+            "use --steps 4 or a --preset"
+        )
+
+
+def check_frames_per_clip(frames_per_clip: int) -> None:
+    if frames_per_clip <= 0 or frames_per_clip % VIDEO_FRAMES_PER_BLOCK:
+        raise UsageError(
+            f"frames per clip {frames_per_clip} is not a positive multiple of {VIDEO_FRAMES_PER_BLOCK} "
+            f"(the model makes {VIDEO_FRAMES_PER_BLOCK} frames per block); use a --preset"
+        )
+
+
+def check_run_settings(settings: RenderSettings) -> None:
+    """The run's settings against the model's limits, before any job starts."""
+    check_sample_steps(settings.sample_steps)
+    check_frames_per_clip(settings.frames_per_clip)
+
+
 def check_geometry(geometry: ClipGeometry, sample_steps: int) -> None:
     h, w = geometry.height_px, geometry.width_px
     if h % SIZE_MULTIPLE_PX or w % SIZE_MULTIPLE_PX:
@@ -68,10 +96,8 @@ def check_geometry(geometry: ClipGeometry, sample_steps: int) -> None:
             f"video size {w}x{h} = {h * w:,} px exceeds the model's {MAX_MODEL_AREA_PX:,} px "
             "(its 2800-token sink cache); use --preset high (704*384) or smaller"
         )
-    if geometry.frames_per_clip <= 0 or geometry.frames_per_clip % VIDEO_FRAMES_PER_BLOCK:
-        raise UsageError(f"frames per clip {geometry.frames_per_clip} is not a positive multiple of 12")
-    if not 1 <= sample_steps <= 4:
-        raise UsageError(f"--steps {sample_steps} is outside 1..4 (the model keeps one KV cache per step)")
+    check_frames_per_clip(geometry.frames_per_clip)
+    check_sample_steps(sample_steps)
     last_position = geometry.total_latent_frames + MAX_SINK_LEAD
     if last_position >= ROPE_TIME_POSITIONS:
         max_s = (ROPE_TIME_POSITIONS - MAX_SINK_LEAD) // LATENT_FRAMES_PER_BLOCK * VIDEO_FRAMES_PER_BLOCK / 25

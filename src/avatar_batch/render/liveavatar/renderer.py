@@ -1,6 +1,7 @@
 """The `liveavatar` renderer: the `Renderer` protocol over `LiveAvatarRunner`.
 
-* `LiveAvatarRenderer(settings)` only remembers the settings; the networks
+* `LiveAvatarRenderer(settings)` checks the settings against the model's
+  limits (a `UsageError` before any job) and remembers them; the networks
   load on the first `start()` and serve every later job of the run.
 * `identity()` is cheap: the runner version, the sampler options when they
   differ from the defaults, and `model_identity` of the weights folder
@@ -17,7 +18,7 @@
   `PlacementError` before anything loads; `identity()` refuses a run none of
   whose ladder rungs can be placed.
 * An accelerator out-of-memory anywhere in a job becomes `OutOfMemoryError`
-  after the job's tensors are freed; `ladder(settings)` lists the cheaper
+  after the job's tensors are freed; `ladder(settings)` (`oom_ladder`) lists the cheaper
   settings the batch layer retries with.
 """
 
@@ -37,7 +38,7 @@ from avatar_batch.core.settings import parse_size, preset_fields
 from avatar_batch.render.liveavatar import placement_report as report
 from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import ModelConfig
-from avatar_batch.render.liveavatar.limits import ClipGeometry
+from avatar_batch.render.liveavatar.limits import ClipGeometry, check_run_settings
 from avatar_batch.render.liveavatar.memory import out_of_memory_guard, peak_gpu_gib, reset_peak_gpu
 from avatar_batch.render.liveavatar.memory_model import GIB
 from avatar_batch.render.liveavatar.placement import Placement
@@ -65,7 +66,7 @@ def _area_px(size: str) -> int:
     return width * height
 
 
-def ladder(settings: RenderSettings) -> list[RenderSettings]:
+def oom_ladder(settings: RenderSettings) -> list[RenderSettings]:
     """Cheaper settings to retry after an out-of-memory, in order: lend the helper
     networks from the CPU (after `none`; `auto` has weighed that already), stream
     DiT layers and caches from host memory with headroom (`blocks`; same pixels),
@@ -127,6 +128,7 @@ class LiveAvatarRenderer:
     name = "liveavatar"
 
     def __init__(self, settings: RenderSettings, options: SamplerOptions | None = None, device: str | None = None):
+        check_run_settings(settings)
         self.settings = settings
         self.options = options or SamplerOptions()
         self._device = device
@@ -134,7 +136,8 @@ class LiveAvatarRenderer:
         self._identity: str | None = None
         self._planner: tuple[ModelConfig, Machine] | None = None
 
-    ladder = staticmethod(ladder)
+    def ladder(self, settings: RenderSettings) -> list[RenderSettings]:
+        return oom_ladder(settings)
 
     # --- placement -------------------------------------------------------------------
 
@@ -159,7 +162,7 @@ class LiveAvatarRenderer:
     def _check_some_rung_fits(self) -> None:
         """Refuse, before anything loads, a run that no rung of the ladder can place."""
         first: PlacementError | None = None
-        for rung in [self.settings, *ladder(self.settings)]:
+        for rung in [self.settings, *oom_ladder(self.settings)]:
             try:
                 plan_placement(self.placement_request(rung, *report.settings_video(rung)))
                 return
