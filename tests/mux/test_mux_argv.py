@@ -13,16 +13,18 @@ GEOMETRY = VideoGeometry(width_px=704, height_px=384, fps=25, num_frames=100)
 
 
 def test_encode_argv_golden():
+    # ffmpeg-python's order: inputs with their options, stream maps, output
+    # options (sorted by name), the file, then the whole command's options.
     assert encode_argv(GEOMETRY, Path("/s/speech_master.wav"), Path("/o/video.mp4")) == [
-        "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", "704x384", "-framerate", "25", "-i", "pipe:0",
+        "ffmpeg",
+        "-f", "rawvideo", "-video_size", "704x384", "-framerate", "25", "-pix_fmt", "rgb24", "-i", "pipe:0",
         "-i", "/s/speech_master.wav",
         "-map", "0:v:0", "-map", "1:a:0",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-        "-r", "25", "-fps_mode", "cfr",
-        "-c:a", "aac", "-b:a", "128k", "-ar", "48000",
-        "-movflags", "+faststart",
-        "-f", "mp4", "/o/video.mp4",
+        "-f", "mp4", "-b:a", "128k", "-ar", "48000", "-c:a", "aac",
+        "-c:v", "libx264", "-crf", "20", "-fps_mode", "cfr", "-movflags", "+faststart", "-pix_fmt", "yuv420p",
+        "-preset", "veryfast", "-r", "25",
+        "/o/video.mp4",
+        "-hide_banner", "-nostats", "-loglevel", "error", "-y",
     ]  # fmt: skip
 
 
@@ -34,11 +36,21 @@ def test_encode_argv_takes_crf_and_preset():
 
 def test_poster_argv_golden():
     assert poster_argv(Path("/o/video.mp4"), Path("/o/poster.jpg"), 1.0) == [
-        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+        "ffmpeg",
         "-ss", "1.000", "-i", "/o/video.mp4",
-        "-frames:v", "1", "-q:v", "2", "-update", "1",
-        "-f", "image2", "/o/poster.jpg",
+        "-f", "image2", "-frames:v", "1", "-q:v", "2", "-update", "1", "/o/poster.jpg",
+        "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
     ]  # fmt: skip
+
+
+def test_encode_options_sit_on_the_input_or_output_they_belong_to():
+    argv = encode_argv(GEOMETRY, Path("/s/speech_master.wav"), Path("/o/video.mp4"))
+    raw_input = argv[1 : argv.index("pipe:0") + 1]
+    assert raw_input[-2:] == ["-i", "pipe:0"] and {"-f", "-video_size", "-framerate", "-pix_fmt"} <= set(raw_input)
+    pairs = argv[argv.index("1:a:0") + 1 : argv.index("/o/video.mp4")]
+    output = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    assert output["-c:v"] == "libx264" and output["-pix_fmt"] == "yuv420p" and output["-movflags"] == "+faststart"
+    assert output["-r"] == "25" and output["-ar"] == "48000" and output["-f"] == "mp4"
 
 
 @pytest.mark.parametrize("duration_s, at_s", [(10.0, 1.0), (2.0, 1.0), (1.6, 0.8), (0.04, 0.02)])
@@ -55,4 +67,4 @@ def test_probe_argv_golden():
 def test_paths_stay_single_arguments():
     odd = Path("/o/a b; rm -rf ~ $(x)/video.mp4")
     argv = encode_argv(GEOMETRY, Path("/s/m.wav"), odd)
-    assert argv[-1] == str(odd) and argv.count(str(odd)) == 1
+    assert argv.count(str(odd)) == 1 and argv.count("/s/m.wav") == 1

@@ -1,6 +1,11 @@
 """ffmpeg/ffprobe command lines for the mux stage, as pure functions.
 
 Each returns an argv list (never a shell string); golden tests pin them.
+ffmpeg-python describes the ffmpeg graphs (inputs, stream maps, outputs) and
+`ffmpeg.compile` turns them into argv; nothing here runs them: `core.proc`
+is the one place that does (with timeouts and typed errors), so
+ffmpeg-python's own `run`/`probe` helpers are never used. It has no builder
+for ffprobe, so `probe_argv` is a plain list.
 No text from the catalogue ever reaches these: only paths, which ffmpeg takes
 as separate arguments, and numbers.
 """
@@ -9,11 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ffmpeg
+
 from avatar_batch.core.records import MASTER_SAMPLE_RATE_HZ, VideoGeometry
 
 DEFAULT_CRF = 20
 DEFAULT_PRESET = "veryfast"
 AUDIO_BITRATE = "128k"
+# Options for the whole command: quiet except for errors, which `core.proc` reports.
+QUIET = ("-hide_banner", "-nostats", "-loglevel", "error")
 
 
 def encode_argv(
@@ -28,20 +37,28 @@ def encode_argv(
     (input 1), writing H.264 yuv420p at a constant `geometry.fps` with AAC audio.
     +faststart moves the index (moov) to the front so browsers start playback
     before the whole file arrives."""
-    fps = str(geometry.fps)
-    return [
-        "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24",
-        "-video_size", f"{geometry.width_px}x{geometry.height_px}",
-        "-framerate", fps, "-i", "pipe:0",
-        "-i", str(master_wav),
-        "-map", "0:v:0", "-map", "1:a:0",
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-r", fps, "-fps_mode", "cfr",
-        "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(MASTER_SAMPLE_RATE_HZ),
-        "-movflags", "+faststart",
-        "-f", "mp4", str(out_mp4),
-    ]  # fmt: skip
+    frames = ffmpeg.input(
+        "pipe:0",
+        format="rawvideo",
+        pix_fmt="rgb24",
+        video_size=(geometry.width_px, geometry.height_px),
+        framerate=geometry.fps,
+    )
+    speech = ffmpeg.input(str(master_wav))
+    video_options = {"c:v": "libx264", "preset": preset, "crf": crf, "pix_fmt": "yuv420p"}
+    rate_options = {"r": geometry.fps, "fps_mode": "cfr"}
+    audio_options = {"c:a": "aac", "audio_bitrate": AUDIO_BITRATE, "ar": MASTER_SAMPLE_RATE_HZ}
+    graph = ffmpeg.output(
+        frames["v:0"],
+        speech["a:0"],
+        str(out_mp4),
+        format="mp4",
+        movflags="+faststart",
+        **video_options,
+        **rate_options,
+        **audio_options,
+    )
+    return ffmpeg.compile(graph.global_args(*QUIET), overwrite_output=True)
 
 
 def poster_at_s(video_duration_s: float) -> float:
@@ -50,14 +67,11 @@ def poster_at_s(video_duration_s: float) -> float:
 
 
 def poster_argv(video: Path, out_jpg: Path, at_s: float) -> list[str]:
-    # -ss before -i seeks the input (fast, and exact since ffmpeg decodes from
-    # the previous keyframe); -update 1 writes one image, not a numbered sequence.
-    return [
-        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-        "-ss", f"{at_s:.3f}", "-i", str(video),
-        "-frames:v", "1", "-q:v", "2", "-update", "1",
-        "-f", "image2", str(out_jpg),
-    ]  # fmt: skip
+    # -ss on the input seeks it (fast, and exact since ffmpeg decodes from the
+    # previous keyframe); -update 1 writes one image, not a numbered sequence.
+    clip = ffmpeg.input(str(video), ss=f"{at_s:.3f}")
+    graph = ffmpeg.output(clip, str(out_jpg), format="image2", update=1, **{"frames:v": 1, "q:v": 2})
+    return ffmpeg.compile(graph.global_args("-nostdin", *QUIET), overwrite_output=True)
 
 
 def probe_argv(path: Path) -> list[str]:
