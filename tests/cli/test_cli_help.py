@@ -12,6 +12,7 @@ from avatar_batch.cli import app
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = [
+    ["init"],
     ["render"],
     ["validate"],
     ["plan"],

@@ -19,7 +19,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT_MARKERS = ("pyproject.toml", ".git", "avatar-batch.toml")
+# The marker a project of our own uses (`avatar-batch init` writes one); a
+# source checkout's pyproject.toml or .git serve as well.
+PROJECT_MARKER = "avatar-batch.toml"
+ROOT_MARKERS = ("pyproject.toml", ".git", PROJECT_MARKER)
 
 
 def find_catalogue_root(catalogue_path: Path) -> Path:
@@ -40,6 +43,18 @@ class PathRefused:
     fix: str
 
 
+def _inside_fix(base: Path, root: Path) -> str:
+    fix = f"keep the file inside the catalogue root {root} and write its path relative to {base}"
+    marker = next((m for m in ROOT_MARKERS if (root / m).exists()), None)
+    if marker is not None:
+        return f"{fix} (the root is the nearest folder above the catalogue holding {marker})"
+    return (
+        f"{fix}. No folder above the catalogue holds a root marker, so the root is the catalogue's own folder: "
+        f"to use files beside it (e.g. ../assets), create an empty {PROJECT_MARKER} in the folder that holds the "
+        "catalogue's folder and those files, or start a new project with `avatar-batch init DIR`"
+    )
+
+
 def resolve_inside(written: str, base: Path, root: Path) -> Path | PathRefused:
     """Resolve `written` against `base`; refuse it unless it stays inside `root`.
 
@@ -49,7 +64,7 @@ def resolve_inside(written: str, base: Path, root: Path) -> Path | PathRefused:
         return PathRefused("path is empty", "write a path relative to the catalogue's folder")
     if "\0" in written:
         return PathRefused("path contains a NUL character", "write a plain relative path")
-    inside_fix = f"keep the file inside the catalogue root {root} and write its path relative to {base}"
+    inside_fix = _inside_fix(base, root)
     if Path(written).is_absolute() or written.startswith("~"):
         return PathRefused("absolute and home (~) paths are not allowed", inside_fix)
     lexical = Path(os.path.normpath(base / written))

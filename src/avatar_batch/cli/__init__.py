@@ -76,4 +76,11 @@ def main() -> None:
 
 
 # Commands register themselves on `app` when their modules are imported.
-from avatar_batch.cli import commands_doctor, commands_library, commands_render, commands_serve, commands_weights  # noqa: E402,F401
+from avatar_batch.cli import (  # noqa: E402,F401
+    commands_doctor,
+    commands_init,
+    commands_library,
+    commands_render,
+    commands_serve,
+    commands_weights,
+)

@@ -3,7 +3,7 @@
 Stages raise these and never swallow them; only `batch` decides to isolate a
 failed job, and only `cli` turns an error into an exit code and a message.
 Exit codes follow BSD sysexits where one fits (65 data, 66 no input,
-69 unavailable, 75 temp failure).
+69 unavailable, 73 cannot create, 75 temp failure).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ EXIT_PENDING = 2  # `plan`: work is pending
 EXIT_DATAERR = 65
 EXIT_NOINPUT = 66
 EXIT_UNAVAILABLE = 69
+EXIT_CANTCREAT = 73
 EXIT_LOCKED = 75
 EXIT_INTERRUPTED = 130
 
@@ -98,6 +99,12 @@ class WeightsError(UnavailableError):
         self.problems = tuple(problems)
         detail = "\n".join(p.render() for p in self.problems)
         super().__init__(message + ("\n" + detail if detail else ""))
+
+
+class WouldOverwriteError(AvatarBatchError):
+    """Writing would replace a file the user already has; nothing was written."""
+
+    exit_code = EXIT_CANTCREAT
 
 
 class LockedError(AvatarBatchError):
