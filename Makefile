@@ -43,11 +43,11 @@ test: apt-test $(STAMPS)/test-extras lint typecheck
 	source $(VENV)/bin/activate && python3 -m pytest -q
 
 lint: $(STAMPS)/test-extras
-	$(VENV)/bin/ruff check
-	$(VENV)/bin/ruff format --check
+	$(PY) -m ruff check
+	$(PY) -m ruff format --check
 
 typecheck: $(STAMPS)/test-extras
-	$(VENV)/bin/mypy
+	$(PY) -m mypy
 
 # --- system packages (checked every time: cheap, and never stale) ------------------
 

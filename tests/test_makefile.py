@@ -32,7 +32,7 @@ def test_make_test_lints_type_checks_then_runs_the_readme_command(dry_run):
     steps = [
         "ruff check",
         "ruff format --check",
-        "/mypy",
+        "-m mypy",
         "source /nonexistent-venv/bin/activate && python3 -m pytest -q",
     ]
     found = [next(i for i, line in enumerate(dry_run) if step in line) for step in steps]
