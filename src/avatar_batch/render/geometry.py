@@ -14,9 +14,6 @@ import math
 from avatar_batch.core.settings import parse_size
 
 SIZE_MULTIPLE_PX = 64
-# The sink cache holds 2800 tokens and the sink needs 2.5 tokens per
-# (16x16 px) cell, so H*W <= 2800 / 2.5 * 256 = 286,720 px (spec §0.7).
-MAX_MODEL_AREA_PX = 286_720
 SCALE_TRIES = 100
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from avatar_batch.core.errors import UsageError
 from avatar_batch.core.records import RenderSettings
-from avatar_batch.render.geometry import MAX_MODEL_AREA_PX, SIZE_MULTIPLE_PX
+from avatar_batch.render.geometry import SIZE_MULTIPLE_PX
 
 LATENT_FRAMES_PER_BLOCK = 3
 VIDEO_FRAMES_PER_BLOCK = 12  # 3 latents x 4 (the VAE's temporal stride)
@@ -23,6 +23,9 @@ PATCH_PX = 16  # VAE stride 8 x DiT patch 2
 ROPE_TIME_POSITIONS = 45_000
 # The reference is placed up to 30 latent frames ahead of the current block.
 MAX_SINK_LEAD = 30
+# The sink cache holds 2800 tokens and the sink needs 2.5 tokens per
+# (16x16 px) cell, so H*W <= 2800 / 2.5 * 256 = 286,720 px (spec §0.7).
+MAX_MODEL_AREA_PX = 286_720
 # The DMD LoRA was distilled for at most 4 steps, and the sampler keeps one KV cache per step.
 MAX_SAMPLE_STEPS = 4
 
