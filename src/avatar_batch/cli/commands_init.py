@@ -20,9 +20,10 @@ def init(
     Never overwrites a file: if any of them exists, nothing is written (exit 73)."""
     written = catalogue_stage.write_project(folder)
     for path in written:
-        out.print(f"wrote {path}", highlight=False)
+        out.print(f"wrote {path}", highlight=False, markup=False)
     example = folder / catalogue_stage.EXAMPLE_CATALOGUE
     err.print(
         f"next: avatar-batch validate {example}  ·  avatar-batch render {example}  (see {folder / 'README.md'})",
         highlight=False,
+        markup=False,
     )
