@@ -9,7 +9,7 @@ from avatar_batch.batch import JobRunner, RunReport, SilentProgress
 from avatar_batch.core.errors import OutOfMemoryError
 from avatar_batch.core.records import JobSpec, RenderSettings, VoiceSettings
 from avatar_batch.library import Library
-from avatar_batch.render.liveavatar.renderer import ladder
+from avatar_batch.render.liveavatar.renderer import oom_ladder as ladder
 
 
 def test_run_report_sums_up_peaks_and_placements():
