@@ -107,6 +107,7 @@ class LiveAvatarStream:
         if self._cond is None:
             raise RuntimeError("a LiveAvatarStream can be iterated once")
         cond, self._cond = self._cond, None  # the frame generator owns it from here
+        h2d_before = self._runner.host_to_device_bytes()  # streamed weights and caches of this job
         frames = self._runner.frames(cond, self._plan, self._options, self._clock)
         del cond
         try:
@@ -117,6 +118,7 @@ class LiveAvatarStream:
         finally:
             frames.close()  # frees the caches and ends the VAE's device visit now, not at collection
             self._facts["peak_gpu_gib"] = peak_gpu_gib(self._runner.runtime.device)
+            self._facts["h2d_gib"] = round((self._runner.host_to_device_bytes() - h2d_before) / GIB, 3)
 
     def telemetry(self) -> dict[str, Any]:
         peak_gpu = self._facts.get("peak_gpu_gib", peak_gpu_gib(self._runner.runtime.device))

@@ -156,6 +156,10 @@ class LiveAvatarRunner:
         layers = DiTConfig.from_config_file(self.layout.config_path).num_layers
         return resident_placement(offload, precision, layers, self.runtime.device)
 
+    def host_to_device_bytes(self) -> int:
+        """Bytes the streamed placement has copied host -> device so far (0 when resident)."""
+        return 0 if self.copies is None else self.copies.counters.host_to_device
+
     def _loaded_dit(self) -> CausalS2VDiT:
         if self.dit is None:
             raise RuntimeError("the runner is not loaded: call load(placement) first")

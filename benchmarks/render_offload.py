@@ -1,0 +1,231 @@
+"""End-to-end Live Avatar speed under GPU memory budgets, through the real renderer.
+
+Each case runs in its own process (a crash or an out-of-memory in one case does
+not end the others, and every case starts with a fresh CUDA allocator):
+
+1. the budget is emulated with `torch.cuda.set_per_process_memory_fraction`
+   and passed to the planner as `--gpu-memory` would be;
+2. `open_renderer(settings)` loads the official-layout checkpoint from disk
+   (safetensors shards, LoRA merge, placement), umT5 and wav2vec2 run on real
+   inputs (a portrait and a 16 kHz speech WAV), the DiT samples and the VAE
+   decodes — the path `avatar-batch render --renderer liveavatar` takes, minus
+   the TTS and the H.264 encode (no ffmpeg on the GPU machine);
+3. a 1-clip warm-up job pays the compile; the measured job's `generation_fps`
+   (sampling + decode) is the steady state.
+
+Usage (GPU machine):
+    python -m benchmarks.render_offload --weights /tmp/w14b --write-random \
+        --cases 704*384:4:bf16:none 704*384:4:bf16:48 ... --clips 3 --out results.json
+A case is SIZE:STEPS:PRECISION:BUDGET_GIB (`none` = the whole GPU)[:WEIGHT_FORMAT].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PORTRAIT = REPO / "assets" / "dr_chen.png"
+PROMPT = "A doctor in a white coat speaks warmly to the camera in a bright clinic."
+SAMPLE_RATE_HZ = 16_000
+FRAMES_PER_CLIP = 48
+VIDEO_FPS = 25
+
+
+def write_speech(path: Path, duration_s: float) -> None:
+    """A syllable-rate amplitude-modulated voiced tone: wav2vec2 sees speech-like energy."""
+    t = np.arange(int(duration_s * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) + 0.25 * np.sin(2 * np.pi * 420 * t)
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t))  # ~4 syllables a second
+    samples = (0.3 * voiced * envelope * 32767 / 1.75).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(samples.tobytes())
+
+
+def parse_case(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    size, steps, precision, budget = parts[:4]
+    return {
+        "size": size,
+        "steps": int(steps),
+        "precision": precision,
+        "budget_gib": None if budget == "none" else float(budget),
+        "weight_format": parts[4] if len(parts) > 4 else "auto",
+    }
+
+
+def _request(job_id: str, wav: Path, clips: int, settings):
+    from avatar_batch.core.records import RenderRequest, SpeechTrack
+
+    duration_s = clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1
+    write_speech(wav, duration_s)
+    speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "recording")
+    return RenderRequest(job_id, PORTRAIT, PROMPT, speech, replace(settings, num_clip=clips))
+
+
+def _run_job(renderer, request) -> dict[str, Any]:
+    stream = renderer.start(request)
+    frames = sum(1 for _ in stream)
+    return {**stream.telemetry(), "frames_out": frames}
+
+
+def run_case(case: dict[str, Any], weights: Path, clips: int, scratch: Path) -> dict[str, Any]:
+    """One case in this process: budget, load, warm-up job, measured job."""
+    import torch
+
+    from avatar_batch.core.records import RenderSettings
+    from avatar_batch.render import open_renderer
+
+    started_s = time.perf_counter()
+    on_gpu = torch.cuda.is_available()
+    if on_gpu and case["budget_gib"] is not None:
+        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, case["budget_gib"] / total_gib))
+    settings = RenderSettings(
+        renderer="liveavatar",
+        preset="high",
+        size=case["size"],
+        sample_steps=case["steps"],
+        precision=case["precision"],
+        weight_format=case["weight_format"],
+        gpu_memory_gib=case["budget_gib"],
+        offload="auto",
+        weights_dir=str(weights),
+    )
+    renderer = open_renderer(settings)
+    renderer.identity()  # refuses, before loading, a run no placement fits
+    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", 1, settings))
+    first_video_s = time.perf_counter() - started_s
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    measured = _run_job(renderer, _request("measured", scratch / "measured.wav", clips, settings))
+    frames = measured["frames_out"]
+    renderer.close()
+    placement = measured.get("placement") or {}
+    return {
+        **case,
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "offload": placement.get("offload"),
+        "placement": placement,
+        "fps": measured["generation_fps"],
+        "first_video_s": round(first_video_s, 1),
+        "load_s": warm["load_s"],
+        "peak_gpu_gib": round(max(warm["peak_gpu_gib"], measured["peak_gpu_gib"]), 2),
+        "expected_peak_gpu_gib": measured.get("expected_peak_gpu_gib"),
+        "peak_rss_gib": round(max(warm["peak_rss_gib"], measured["peak_rss_gib"]), 2),
+        "h2d_gib_per_frame": round(measured.get("h2d_gib", 0.0) / max(1, frames), 4),
+        "frames": frames,
+        "measured_telemetry": measured,
+    }
+
+
+def _child(args: argparse.Namespace) -> None:
+    scratch = Path(args.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    result = run_case(parse_case(args.one), Path(args.weights), args.clips, scratch)
+    Path(args.result).write_text(json.dumps(result, default=str), encoding="utf-8")
+
+
+def _parent(args: argparse.Namespace) -> None:
+    weights = Path(args.weights)
+    if args.write_random and not (weights / "LiveAvatar").is_dir():
+        from avatar_batch.render.liveavatar.checkpoint.random_weights import write_random_checkpoint
+        from avatar_batch.render.liveavatar.config import CONFIG_14B
+
+        began = time.perf_counter()
+        write_random_checkpoint(weights, CONFIG_14B)
+        print(f"wrote the random 14b checkpoint in {time.perf_counter() - began:.0f} s", flush=True)
+    runs: list[dict[str, Any]] = []
+    began_all = time.perf_counter()
+    for index, text in enumerate(args.cases):
+        left_s = args.deadline_s - (time.perf_counter() - began_all)
+        if left_s < 60:  # a case needs a load and a compile: leave the rest for another call
+            runs.append({**parse_case(text), "error": "not run: out of time in this call"})
+            continue
+        result_path = Path(args.scratch) / f"case{index}.json"
+        argv = [sys.executable, "-m", "benchmarks.render_offload", "--one", text, "--weights", str(weights)]
+        argv += ["--clips", str(args.clips), "--scratch", args.scratch, "--result", str(result_path)]
+        began = time.perf_counter()
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=left_s, check=False)
+        except subprocess.TimeoutExpired:
+            runs.append({**parse_case(text), "error": f"timed out after {left_s:.0f} s"})
+            continue
+        if done.returncode == 0:
+            runs.append(json.loads(result_path.read_text(encoding="utf-8")))
+        else:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
+            runs.append({**parse_case(text), "error": " | ".join(tail)})
+        run = runs[-1]
+        print(f"{text}: {run.get('fps', run.get('error'))} ({time.perf_counter() - began:.0f} s)", flush=True)
+        Path(args.out).write_text(json.dumps(_document(args, runs), indent=2), encoding="utf-8")
+    Path(args.out).write_text(json.dumps(_document(args, runs), indent=2), encoding="utf-8")
+    _print_table(runs)
+
+
+def _document(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    device = next((r["device"] for r in runs if "device" in r), "unknown")  # the parent never opens CUDA
+    command = "python -m benchmarks.render_offload " + " ".join(sys.argv[1:])
+    for run in runs:  # ratio to the unconstrained run of the same case
+        base = next(
+            (
+                r
+                for r in runs
+                if r.get("budget_gib") is None
+                and "fps" in r
+                and (r["size"], r["steps"], r["precision"]) == (run["size"], run["steps"], run["precision"])
+            ),
+            None,
+        )
+        if base and "fps" in run:
+            run["ratio_to_unconstrained"] = round(run["fps"] / base["fps"], 3)
+    return {"device": device, "torch": torch.__version__, "command": command, "runs": runs}
+
+
+def _print_table(runs: list[dict[str, Any]]) -> None:
+    print("size     steps prec budget offload  fps    ratio  first_s load_s peakGPU rss   h2d/frame")
+    for r in runs:
+        if "error" in r:
+            print(f"{r['size']:8} {r['steps']:5} {r['precision']:4} {r['budget_gib']!s:6} ERROR {r['error'][:200]}")
+            continue
+        print(
+            f"{r['size']:8} {r['steps']:5} {r['precision']:4} {r['budget_gib']!s:6} {r['offload']!s:8} "
+            f"{r['fps']:6.2f} {r.get('ratio_to_unconstrained', math.nan):6.3f} {r['first_video_s']:7.1f} "
+            f"{r['load_s']:6.1f} {r['peak_gpu_gib']:7.2f} {r['peak_rss_gib']:5.1f} {r['h2d_gib_per_frame']:.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--write-random", action="store_true", help="write a random 14b checkpoint there first")
+    parser.add_argument("--cases", nargs="+", default=["704*384:4:bf16:none"])
+    parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--scratch", default=os.environ.get("TMPDIR", "/tmp") + "/render_offload")
+    parser.add_argument("--out", default="render_offload.json")
+    parser.add_argument("--deadline-s", type=float, default=3600, help="start no case after this many seconds")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    Path(args.scratch).mkdir(parents=True, exist_ok=True)
+    (_child if args.one else _parent)(args)
+
+
+if __name__ == "__main__":
+    main()
