@@ -108,7 +108,8 @@ def run_case(case: dict[str, Any], weights: Path, clips: int, scratch: Path) -> 
     )
     renderer = open_renderer(settings)
     renderer.identity()  # refuses, before loading, a run no placement fits
-    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", 1, settings))
+    # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
+    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", clips, settings))
     first_video_s = time.perf_counter() - started_s
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
