@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from avatar_batch.cli import app
-
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+from tests.render.liveavatar.conftest import reference_manifest
 
 
 def invoke(*args):
@@ -49,7 +46,6 @@ def test_library_list_verify_rebuild(project):
     assert damaged.exit_code == 65 and rows[0]["entry_id"] in damaged.output
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not present")
 def test_weights_manifest_14b_equals_the_reference_manifests():
     result = invoke("weights", "manifest", "--config", "14b", "--json")
     assert result.exit_code == 0
@@ -60,7 +56,7 @@ def test_weights_manifest_14b_equals_the_reference_manifests():
         ("t5", "t5_state_dict.json"),
         ("vae", "vae_state_dict.json"),
     ]:
-        reference = json.loads((REFERENCE / name).read_text())["tensors"]
+        reference = reference_manifest(name)["tensors"]
         assert [[k, list(s), d] for k, s, d in ours[part]] == [[k, list(s), d] for k, s, d in reference], part
 
 

@@ -8,9 +8,24 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+# Key, shape and dtype of every tensor of the released checkpoints; README.md there says how.
+REFERENCE_DIR = FIXTURES / "reference"
 # Tensors recorded from the official implementation; README.md there says how.
-OFFICIAL_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "official"
+OFFICIAL_FIXTURES = FIXTURES / "official"
+
+
+class FixtureMissing(AssertionError):
+    """A file under tests/fixtures is not in the checkout: the test fails, it is never skipped."""
+
+
+def fixture_file(path: Path) -> Path:
+    """`path` if the checkout has it, else a failure naming it and what to do."""
+    if not path.is_file():
+        raise FixtureMissing(
+            f"test fixture {path} is missing; restore tests/fixtures/ from the repository (git checkout)"
+        )
+    return path
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,17 +39,18 @@ def one_thread():
 
 
 def reference_manifest(name: str) -> dict:
-    """A checkpoint manifest from ../shared/reference, or skip when it is absent."""
-    path = REFERENCE_DIR / name
-    if not path.is_file():
-        pytest.skip(f"reference manifest {path} not present")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A checkpoint manifest of tests/fixtures/reference, e.g. "dit_state_dict.json"."""
+    return json.loads(fixture_file(REFERENCE_DIR / name).read_text(encoding="utf-8"))
 
 
-# For the parity test modules: skip them where the recorded tensors are not checked out.
-needs_official_fixtures = pytest.mark.skipif(
-    not (OFFICIAL_FIXTURES / "README.md").is_file(), reason="official fixtures not present"
-)
+@pytest.fixture(scope="module")
+def official_fixtures_present() -> None:
+    for name in ("README.md", "dit_calls.json", "dit_calls.safetensors", "dit/config.json"):
+        fixture_file(OFFICIAL_FIXTURES / name)
+
+
+# For the parity test modules: fail loudly where the recorded tensors are not checked out.
+needs_official_fixtures = pytest.mark.usefixtures("official_fixtures_present")
 
 
 @pytest.fixture(scope="module")

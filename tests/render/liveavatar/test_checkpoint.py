@@ -24,10 +24,8 @@ from avatar_batch.render.liveavatar.checkpoint import (
 from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit_state
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
 from avatar_batch.render.liveavatar.lora import write_lora_file
+from tests.render.liveavatar.conftest import reference_manifest
 
-# The manifests dumped from the official classes, next to the checkout (../shared/reference).
-REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="../shared/reference is not here")
 SHARD1 = "diffusion_pytorch_model-00001-of-00002.safetensors"
 SHARD2 = "diffusion_pytorch_model-00002-of-00002.safetensors"
 
@@ -62,7 +60,6 @@ def errors(problems):
 # --- manifests ---------------------------------------------------------------------
 
 
-@needs_reference
 def test_14b_manifest_equals_the_official_dumps():
     manifest = expected_manifest(CONFIG_14B)  # DiT built on the meta device: no memory
     for part, name in (
@@ -71,7 +68,7 @@ def test_14b_manifest_equals_the_official_dumps():
         ("t5", "t5_state_dict"),
         ("vae", "vae_state_dict"),
     ):
-        reference = json.loads((REFERENCE_DIR / f"{name}.json").read_text())["tensors"]
+        reference = reference_manifest(f"{name}.json")["tensors"]
         assert manifest[part] == reference, part
     assert (len(manifest["dit"]), len(manifest["lora"])) == (1260, 896)
 

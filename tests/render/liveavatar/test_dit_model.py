@@ -4,9 +4,6 @@ uncached pass over the history; the sink reference rolls as spec §2.9 says)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -16,11 +13,8 @@ from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT, DiTNum
 from avatar_batch.render.liveavatar.dit.attention import sdpa
 from avatar_batch.render.liveavatar.dit.embeddings import unpatchify
 from avatar_batch.render.liveavatar.dit.rope import apply_rope, block_positions
+from tests.render.liveavatar.conftest import reference_manifest
 
-# The manifests dumped from the official classes, next to the checkout (../shared/reference).
-REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="../shared/reference is not here")
-REFERENCE = REFERENCE_DIR / "dit_state_dict.json"
 H_PX = W_PX = 128  # latent 16x16, 64 tokens per latent frame
 LAT = H_PX // 8
 C = 16
@@ -58,11 +52,10 @@ def run_cached(model, ref, motion, text, blocks, *, window_frames=12, timestep=8
     return outs, cond, context
 
 
-@needs_reference
 def test_state_dict_keys_and_shapes_equal_the_official_dump():
     with torch.device("meta"):
         model = CausalS2VDiT(CONFIG_14B.dit)
-    reference = json.loads(REFERENCE.read_text())["tensors"]
+    reference = reference_manifest("dit_state_dict.json")["tensors"]
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == [[k, s] for k, s, _ in reference]
     assert sum(p.numel() for p in model.parameters()) == 16_295_755_609
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,11 +17,8 @@ from avatar_batch.render.liveavatar.lora import (
     random_lora,
     write_lora_file,
 )
+from tests.render.liveavatar.conftest import reference_manifest
 
-# The manifests dumped from the official classes, next to the checkout (../shared/reference).
-REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="../shared/reference is not here")
-REFERENCE = REFERENCE_DIR / "lora_keys.json"
 RANK = 8
 
 
@@ -46,9 +40,8 @@ def test_targets_of_the_tiny_dit(model):
     assert not any("adain" in n or "norm" in n or "embedding" in n for n in names)
 
 
-@needs_reference
 def test_every_reference_key_parses_to_a_14b_target():
-    reference = json.loads(REFERENCE.read_text())
+    reference = reference_manifest("lora_keys.json")
     modules = {parse_lora_key(key)[0] for key, _, _ in reference["tensors"]}
     assert modules == set(reference["target_modules"])
     assert parse_lora_key("base_model.model.blocks.3.ffn.2.lora_B.weight") == ("blocks.3.ffn.2", "B")
