@@ -91,3 +91,29 @@ def test_plan_prints_the_placement_of_the_liveavatar_renderer(project, tmp_path)
     assert "placement (cpu, 384*256): offload blocks: 0/3 DiT layers" in text.output
     still = invoke("plan", project.catalogue, "--json")
     assert json.loads(still.output)["placement"] is None
+
+
+def test_weights_verify_takes_the_encoder_sizes_from_the_files(tmp_path):
+    """umT5 and VAE of sizes no built-in config has, no side file: verify passes,
+    and a tensor that does not fit them is still named."""
+    from dataclasses import replace
+
+    import torch
+
+    from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
+    from avatar_batch.render.liveavatar.config import CONFIG_TINY, T5Sizes, VaeSizes
+
+    t5 = T5Sizes(vocab=600, dim=4096, dim_attn=48, dim_ffn=80, num_heads=3, num_layers=3, num_buckets=16)
+    vae = VaeSizes(dim=4, dim_mult=(1, 2, 3, 1), num_res_blocks=1, temperal_downsample=(True, False, True))
+    root = tmp_path / "weights"
+    write_tiny_checkpoint(root, replace(CONFIG_TINY, t5=t5, vae=vae))
+    result = invoke("weights", "verify", root)
+    assert result.exit_code == 0, result.output
+    path = root / "Wan2.2-S2V-14B" / "Wan2.1_VAE.pth"
+    state = torch.load(path, weights_only=True)
+    state["decoder.conv1.weight"] = state["decoder.conv1.weight"][:1].clone()
+    torch.save(state, path)
+    broken = invoke("weights", "verify", root)
+    assert broken.exit_code == 69
+    assert "decoder.conv1.weight" in broken.output and "wrong shape" in broken.output
+    assert broken.output.count("error") == 1, broken.output

@@ -305,6 +305,6 @@ def test_an_unnamed_architecture_verifies_and_loads_from_its_own_config(tmp_path
 
     dit = replace(CONFIG_TINY.dit, num_layers=2, audio_inject_layers=(0, 1))
     write_tiny_checkpoint(tmp_path, replace(CONFIG_TINY, name="two-layer", dit=dit))
-    assert verify_checkpoint(tmp_path) == []  # T5/VAE sizes from the side-car
+    assert verify_checkpoint(tmp_path) == []  # T5/VAE sizes read off their own files
     assert len(load_dit(tmp_path, device="cpu").blocks) == 2
     assert any("not the 'tiny' architecture" in p.message for p in verify_checkpoint(tmp_path, "tiny"))

@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from avatar_batch.core.errors import WeightsError
-from avatar_batch.render.liveavatar.config import CONFIG_TINY, SIZES_SIDECAR, T5Sizes
+from avatar_batch.render.liveavatar.checkpoint.sizes import infer_t5_sizes
+from avatar_batch.render.liveavatar.config import CONFIG_TINY, DiTConfig, T5Sizes
 from avatar_batch.render.liveavatar.text_encoder import (
     T5_FILENAME,
     TextEncoder,
     _umt5_config,
     expected_t5_tensors,
-    infer_t5_sizes,
     load_pth,
     load_text_encoder,
+    pth_shapes,
     t5_key_map,
     write_tiny_t5,
 )
@@ -147,20 +148,21 @@ def test_sizes_are_read_from_tensor_shapes(encoder, tmp_path):
     assert encoder.sizes == TINY
     odd = T5Sizes(vocab=600, dim=48, dim_attn=24, dim_ffn=40, num_heads=3, num_layers=3, num_buckets=16)
     write_tiny_t5(tmp_path, odd, seed=1)
-    assert infer_t5_sizes(load_pth(tmp_path / T5_FILENAME), T5Sizes()) == odd
+    path = tmp_path / T5_FILENAME
+    assert infer_t5_sizes(path, pth_shapes(load_pth(path)), text_len=512) == odd
     loaded = load_text_encoder(tmp_path, device="cpu", dtype=torch.float32)
     assert loaded.sizes == odd
     assert loaded.encode(["x"])[0].shape == (3, 48)
 
 
-def test_text_len_comes_from_the_sidecar(tiny_dir, tmp_path):
+def test_text_len_comes_from_the_dit_config(tiny_dir, tmp_path):
     for path in tiny_dir.rglob("*"):
         if path.is_file():
             target = tmp_path / path.relative_to(tiny_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
-    sidecar = {"t5": {**asdict(TINY), "text_len": 8}, "vae": {}}
-    (tmp_path / SIZES_SIDECAR).write_text(json.dumps(sidecar), encoding="utf-8")
+    config = replace(DiTConfig(), text_len=8).to_json_dict()  # the official T5 is built with config.json's text_len
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     loaded = load_text_encoder(tmp_path, device="cpu", dtype=torch.float32)
     assert loaded.sizes == replace(TINY, text_len=8)
     assert loaded.encode(["one two three four five"])[0].shape == (8, TINY.dim)

@@ -21,9 +21,16 @@ import torch.nn.functional as F
 from avatar_batch.core.errors import InputFileError, Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path, remove_tree
 from avatar_batch.core.records import MODEL_SAMPLE_RATE_HZ, VIDEO_FPS
+from avatar_batch.render.liveavatar.checkpoint.layout import (
+    WAV2VEC2_CONFIG_NAME,
+    WAV2VEC2_FOLDER,
+    WAV2VEC2_PREPROCESSOR_NAME,
+    WAV2VEC2_WEIGHTS,
+)
+from avatar_batch.render.liveavatar.checkpoint.sizes import audio_sizes
 from avatar_batch.render.liveavatar.config import AudioSizes
 
-WAV2VEC2_SUBDIR = "wav2vec2-large-xlsr-53-english"
+WAV2VEC2_SUBDIR = WAV2VEC2_FOLDER
 FEATURE_RATE_HZ = 50  # one wav2vec2 frame per 320 samples at 16 kHz
 RESAMPLED_RATE_HZ = 30  # the official pipeline's intermediate "video rate"
 DEFAULT_FRAMES_PER_CLIP = 48
@@ -34,12 +41,7 @@ CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 POS_CONV_KERNEL = 128
 POS_CONV_GROUPS = 16
 
-WEIGHT_FILES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-)
+WEIGHT_FILES = WAV2VEC2_WEIGHTS
 # The CTC vocabulary of the English fine-tune; only the processor's loading needs it.
 _CTC_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "|", "'", "-", *[chr(c) for c in range(ord("A"), ord("Z") + 1)]]
 
@@ -195,7 +197,7 @@ def _folder_problems(folder: Path) -> list[Problem]:
         return [Problem(file=str(folder), message="folder not found", fix=fix)]
     problems = [
         Problem(file=str(folder / name), message="file not found", fix=fix)
-        for name in ("config.json", "preprocessor_config.json")
+        for name in (WAV2VEC2_CONFIG_NAME, WAV2VEC2_PREPROCESSOR_NAME)
         if not (folder / name).is_file()
     ]
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
@@ -207,7 +209,7 @@ def _load_feature_extractor(folder: Path):
     from transformers import Wav2Vec2FeatureExtractor
 
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(folder), local_files_only=True)
-    path = str(folder / "preprocessor_config.json")
+    path = str(folder / WAV2VEC2_PREPROCESSOR_NAME)
     if extractor.sampling_rate != MODEL_SAMPLE_RATE_HZ or not extractor.do_normalize:
         raise WeightsError(
             f"{path}: the model expects 16 kHz input normalised per utterance",
@@ -227,9 +229,10 @@ def _load_feature_extractor(folder: Path):
 class AudioEncoder:
     """16 kHz samples -> all wav2vec2 hidden states, (num_layers + 1, T_a, hidden)."""
 
-    def __init__(self, feature_extractor: Any, model: Any, device: torch.device, dtype: torch.dtype):
+    def __init__(self, feature_extractor: Any, model: Any, sizes: AudioSizes, device: torch.device, dtype: torch.dtype):
         self.feature_extractor = feature_extractor  # Wav2Vec2FeatureExtractor: zero mean, unit variance
         self.model = model  # Wav2Vec2ForCTC; only its encoder runs
+        self.sizes = sizes  # what the folder's config.json says (`checkpoint/sizes.py`)
         self.device = device
         self.dtype = dtype
 
@@ -256,15 +259,17 @@ class AudioEncoder:
 
 
 def load_audio_encoder(ckpt_dir: Path, *, device: torch.device | str, dtype: torch.dtype) -> AudioEncoder:
-    """Load `<ckpt_dir>/wav2vec2-large-xlsr-53-english/` from local files only."""
+    """Load `<ckpt_dir>/wav2vec2-large-xlsr-53-english/` from local files only.
+    Its sizes are read as `weights verify` reads them, so a config either both accept or both refuse."""
     from transformers import Wav2Vec2ForCTC
 
     folder = Path(ckpt_dir) / WAV2VEC2_SUBDIR
     problems = _folder_problems(folder)
     if problems:
         raise WeightsError(f"wav2vec2 folder {folder} is missing or incomplete", problems)
+    sizes = audio_sizes(folder / WAV2VEC2_CONFIG_NAME)
     extractor = _load_feature_extractor(folder)
     # Loaded in its stored dtype (fp32), then cast: works across transformers versions.
     model = Wav2Vec2ForCTC.from_pretrained(str(folder), local_files_only=True)
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)  # type: ignore[call-arg]
-    return AudioEncoder(extractor, model, torch.device(device), dtype)
+    return AudioEncoder(extractor, model, sizes, torch.device(device), dtype)

@@ -3,9 +3,8 @@
 `DiTConfig` holds exactly the constructor keys of the official causal S2V DiT
 (its `config.json` in `Wan2.2-S2V-14B/`), so the real download and a tiny
 folder written by `weights tiny` build through the same code. The T5 and VAE
-checkpoints are bare `.pth` state dicts with no config: their sizes are
-inferred from tensor shapes, falling back to `avatar_batch_sizes.json`, a
-side-car that `weights tiny` writes; without either the real sizes apply.
+checkpoints are bare `.pth` state dicts with no config: their sizes are read
+off the tensor shapes (`checkpoint/sizes.py` reads every size of a folder).
 
 Two named configs exist: `14b` (the released numbers, spec §2.1, §4, §5) and
 `tiny` (same structure, few layers and small widths, for CPU tests and CI).
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 DIT_CLASS_NAME = "WanModel_S2V"
-SIZES_SIDECAR = "avatar_batch_sizes.json"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,8 @@ class DiTConfig:
 
 @dataclass(frozen=True)
 class T5Sizes:
-    """umT5-XXL encoder (Wan-native `.pth`), spec §4."""
+    """umT5-XXL encoder (Wan-native `.pth`), spec §4. `text_len` is the DiT
+    config's: the official pipeline builds the encoder with it."""
 
     vocab: int = 256384
     dim: int = 4096
@@ -132,10 +131,6 @@ class ModelConfig:
     t5: T5Sizes = field(default_factory=T5Sizes)
     vae: VaeSizes = field(default_factory=VaeSizes)
     audio: AudioSizes = field(default_factory=AudioSizes)
-
-    def sizes_sidecar(self) -> dict[str, Any]:
-        """What `weights tiny` writes next to the .pth files (`SIZES_SIDECAR`)."""
-        return {"t5": asdict(self.t5), "vae": asdict(self.vae)}
 
 
 CONFIG_14B = ModelConfig(name="14b")

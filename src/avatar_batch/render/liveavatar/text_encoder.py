@@ -1,21 +1,21 @@
 """umT5-XXL text encoder of Live Avatar (spec §4), run as transformers' UMT5EncoderModel.
 
 The checkpoint is the Wan-native `models_t5_umt5-xxl-enc-bf16.pth`, a bare
-state dict without a config. Its sizes are read from the tensor shapes (the
-side-car `avatar_batch_sizes.json`, then the released numbers, fill in what
-shapes cannot say), every tensor is checked against the manifest those sizes
-imply, and the keys are renamed into transformers' layout (exact renames, no
-reshapes; `../reference/t5_state_dict.json` holds the verified map).
+state dict without a config. Its sizes are read from the tensor shapes and the
+prompt length from the folder's config.json (`checkpoint/sizes.py`, the same
+reading `weights verify` does), every tensor is checked against the manifest
+those sizes imply, and the keys are renamed into transformers' layout (exact
+renames, no reshapes; `tests/fixtures/reference/t5_state_dict.json` holds the
+verified map).
 
 Also home of the small checkpoint-file helpers the VAE loader shares:
-`load_pth`, `sidecar_sizes` and `tensor_problems`.
+`load_pth`, `pth_shapes` and `tensor_problems`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ import torch
 
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path
-from avatar_batch.render.liveavatar.config import SIZES_SIDECAR, T5Sizes
+from avatar_batch.render.liveavatar.checkpoint.layout import T5_NAME
+from avatar_batch.render.liveavatar.checkpoint.sizes import infer_t5_sizes, text_len_of
+from avatar_batch.render.liveavatar.config import T5Sizes
 from avatar_batch.render.liveavatar.tokenizer import TOKENIZER_SUBDIR, load_tokenizer, tokenize, write_tiny_tokenizer
 
-T5_FILENAME = "models_t5_umt5-xxl-enc-bf16.pth"
+T5_FILENAME = T5_NAME
 T5_DTYPE = "bfloat16"
 T5_MAX_DISTANCE = 128  # relative-position buckets saturate beyond this many tokens
 T5_EPS = 1e-6
@@ -79,22 +81,9 @@ def _unreadable(path: Path, exc: Exception) -> WeightsError:
     return WeightsError(f"checkpoint file {path} cannot be read ({exc}); is it truncated? Re-download it")
 
 
-def sidecar_sizes(ckpt_dir: Path, section: str, record: type) -> Any | None:
-    """The `section` record of `avatar_batch_sizes.json`, or None without one.
-    Lists become tuples so the record compares equal to the config's."""
-    path = Path(ckpt_dir) / SIZES_SIDECAR
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))[section]
-        known = {f.name for f in fields(record)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-        return record(**values)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(
-            f"size side-car {path} has no valid '{section}' section: {exc}",
-            [Problem(file=str(path), message="unreadable sizes", field=section, fix="rewrite the tiny weights")],
-        ) from exc
+def pth_shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape, what the size readers of `checkpoint/sizes.py` take."""
+    return {key: tuple(tensor.shape) for key, tensor in state.items()}
 
 
 def tensor_problems(
@@ -151,30 +140,6 @@ def t5_key_map(sizes: T5Sizes) -> dict[str, str]:
         for wan, hf in _BLOCK_KEYS:
             mapping[f"blocks.{i}.{wan}"] = f"encoder.block.{i}.{hf}"
     return mapping
-
-
-def infer_t5_sizes(found: Mapping[str, torch.Tensor], base: T5Sizes) -> T5Sizes:
-    """Sizes read off the tensor shapes; `base` (side-car or defaults) keeps
-    `text_len` and anything the shapes cannot tell (a damaged file)."""
-    needed = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
-    bias_key = "blocks.0.pos_embedding.embedding.weight"
-    if any(key not in found or found[key].ndim != 2 for key in (*needed, bias_key)):
-        return base
-    num_layers = 0
-    while f"blocks.{num_layers}.norm1.weight" in found:
-        num_layers += 1
-    vocab, dim = found["token_embedding.weight"].shape
-    num_buckets, num_heads = found[bias_key].shape  # one bias per (bucket, head)
-    return replace(
-        base,
-        vocab=int(vocab),
-        dim=int(dim),
-        dim_attn=int(found["blocks.0.attn.q.weight"].shape[0]),
-        dim_ffn=int(found["blocks.0.ffn.fc1.weight"].shape[0]),
-        num_heads=int(num_heads),
-        num_layers=num_layers,
-        num_buckets=int(num_buckets),
-    )
 
 
 # --- tiny weights -------------------------------------------------------------------
@@ -273,17 +238,15 @@ def load_text_encoder(
     dtype: torch.dtype,
     sizes: T5Sizes | None = None,
 ) -> TextEncoder:
-    """Load `<ckpt_dir>/models_t5_umt5-xxl-enc-bf16.pth` and `google/umt5-xxl/`."""
+    """Load `<ckpt_dir>/models_t5_umt5-xxl-enc-bf16.pth` and `google/umt5-xxl/`.
+    Without `sizes`, they are what the file's shapes and `<ckpt_dir>/config.json` say."""
     ckpt_dir = Path(ckpt_dir)
     tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_SUBDIR)  # cheap checks before the big file
     path = ckpt_dir / T5_FILENAME
     state = load_pth(path)
     if sizes is None:
-        sizes = infer_t5_sizes(state, sidecar_sizes(ckpt_dir, "t5", T5Sizes) or T5Sizes())
+        sizes = infer_t5_sizes(path, pth_shapes(state), text_len_of(ckpt_dir))
     problems = tensor_problems(path, state, expected_t5_tensors(sizes), sizes)
-    if sizes.dim_attn % sizes.num_heads:
-        message = f"dim_attn {sizes.dim_attn} is not a multiple of num_heads {sizes.num_heads}"
-        problems.append(Problem(file=str(path), message=message))
     if problems:
         raise WeightsError(f"{path} does not hold the umT5 encoder it should ({len(problems)} problems)", problems)
     model = _build_umt5(state, sizes, dtype).to(device)

@@ -16,8 +16,9 @@ from typing import Any
 
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path, remove_tree
+from avatar_batch.render.liveavatar.checkpoint.layout import TOKENIZER_FOLDER
 
-TOKENIZER_SUBDIR = Path("google") / "umt5-xxl"
+TOKENIZER_SUBDIR = Path(TOKENIZER_FOLDER)
 TOKENIZER_FILE = "tokenizer.json"
 SENTENCEPIECE_FILE = "spiece.model"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"

@@ -2,8 +2,9 @@
 
 The checkpoint is the Wan-native `Wan2.1_VAE.pth` (fp32, no config). One walk
 over the architecture (`_layout`) yields every tensor's Wan key, diffusers key
-and shape, so the manifest, the key map and the size inference cannot drift
-apart. Latent normalisation `(mu - mean) / std` happens here, outside the
+and shape, so the manifest and the key map cannot drift apart; its sizes are
+read off the file's shapes by `checkpoint/sizes.py` (the same reading
+`weights verify` does; a test round-trips the two). Latent normalisation `(mu - mean) / std` happens here, outside the
 module, as in both Wan and diffusers.
 
 `Vae.encode` / `Vae.decode` process whole clips; `StreamDecoder` decodes a
@@ -15,8 +16,7 @@ one decode of the whole sequence.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +24,19 @@ import torch
 
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import atomic_path
+from avatar_batch.render.liveavatar.checkpoint.layout import VAE_NAME
+from avatar_batch.render.liveavatar.checkpoint.sizes import VAE_LATENT_CHANNELS, infer_vae_sizes
 from avatar_batch.render.liveavatar.config import VaeSizes
 from avatar_batch.render.liveavatar.cpu_fast_paths import use_cpu_fast_paths
 from avatar_batch.render.liveavatar.memory import free_device_bytes
-from avatar_batch.render.liveavatar.text_encoder import TensorSpec, load_pth, sidecar_sizes, tensor_problems
+from avatar_batch.render.liveavatar.text_encoder import TensorSpec, load_pth, pth_shapes, tensor_problems
 
-VAE_FILENAME = "Wan2.1_VAE.pth"
+VAE_FILENAME = VAE_NAME
 VAE_DTYPE = "float32"
 VIDEO_CHANNELS = 3
 
 # Per-channel latent statistics of the released VAE (spec §5; z_dim 16 only).
+# VAE_LATENT_CHANNELS (checkpoint/sizes.py) is their length.
 LATENTS_MEAN = (
     -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
     0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
@@ -153,45 +156,6 @@ def vae_key_map(sizes: VaeSizes) -> dict[str, str]:
     return {wan: hf for wan, hf, _ in _layout(sizes)}
 
 
-# --- size inference -------------------------------------------------------------------
-
-
-def _encoder_levels(found: Mapping[str, torch.Tensor]) -> Iterator[tuple[list[int], bool | None]]:
-    """Walk `encoder.downsamples.j`: per level, the output channels of its
-    residual blocks and whether its down-sampler has a time conv (None: last level)."""
-    index, widths = 0, []
-    while any(key.startswith(f"encoder.downsamples.{index}.") for key in found):
-        prefix = f"encoder.downsamples.{index}"
-        if f"{prefix}.residual.6.weight" in found:
-            widths.append(int(found[f"{prefix}.residual.6.weight"].shape[0]))
-        elif f"{prefix}.resample.1.weight" in found:
-            yield widths, f"{prefix}.time_conv.weight" in found
-            widths = []
-        index += 1
-    yield widths, None
-
-
-def infer_vae_sizes(found: Mapping[str, torch.Tensor], base: VaeSizes) -> VaeSizes:
-    """Sizes read off the tensor shapes; `base` where the file cannot tell.
-    `attn_scales` stays empty: diffusers' decoder has no attention in its
-    up-blocks, so a file with such blocks fails the tensor check instead."""
-    if "encoder.conv1.weight" not in found or "conv2.weight" not in found:
-        return base
-    dim = int(found["encoder.conv1.weight"].shape[0])
-    levels = list(_encoder_levels(found))
-    res_counts = {len(widths) for widths, _ in levels}
-    if len(res_counts) != 1 or 0 in res_counts or dim == 0:
-        return base
-    return replace(
-        base,
-        dim=dim,
-        z_dim=int(found["conv2.weight"].shape[0]),
-        dim_mult=tuple(widths[-1] // dim for widths, _ in levels),
-        num_res_blocks=res_counts.pop(),
-        temperal_downsample=tuple(bool(flag) for _, flag in levels[:-1]),
-    )
-
-
 # --- tiny weights ---------------------------------------------------------------------
 
 
@@ -246,13 +210,14 @@ def load_vae(
     dtype: torch.dtype,
     sizes: VaeSizes | None = None,
 ) -> Vae:
-    """Load `<ckpt_dir>/Wan2.1_VAE.pth` into diffusers' AutoencoderKLWan."""
+    """Load `<ckpt_dir>/Wan2.1_VAE.pth` into diffusers' AutoencoderKLWan; without
+    `sizes`, they are what the file's shapes say."""
     path = Path(ckpt_dir) / VAE_FILENAME
     state = load_pth(path)
     if sizes is None:
-        sizes = infer_vae_sizes(state, sidecar_sizes(Path(ckpt_dir), "vae", VaeSizes) or VaeSizes())
+        sizes = infer_vae_sizes(path, pth_shapes(state))
     problems = tensor_problems(path, state, expected_vae_tensors(sizes), sizes)
-    if sizes.z_dim != len(LATENTS_MEAN):
+    if sizes.z_dim != VAE_LATENT_CHANNELS:
         message = "latent statistics exist for 16 channels only"
         problems.append(Problem(file=str(path), message=message, field="z_dim", value=str(sizes.z_dim)))
     if problems:

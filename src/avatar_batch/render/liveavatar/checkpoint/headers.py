@@ -1,16 +1,20 @@
-"""Read safetensors headers ourselves, without loading or mapping any tensor.
+"""Read what a weight file holds (names, shapes, dtypes) without reading its tensors.
 
 A safetensors file is an 8-byte little-endian header length N, N bytes of
 JSON ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": …}),
-then the data. Checking a 10 GB shard therefore costs one small read, and a
-truncated download shows up as data offsets past the end of the file.
+then the data; we parse that ourselves. Checking a 10 GB shard therefore costs
+one small read, and a truncated download shows up as data offsets past the end
+of the file. A torch `.pth` (zip) file is unpickled onto the `meta` device: the
+pickle names every tensor with its shape and dtype, the data is never read.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ DTYPES = {
     "BOOL": ("bool", 1),
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
+FIX_PERMISSIONS = "check the file's permissions"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,11 @@ class SafetensorsHeader:
 
 
 class HeaderError(ValueError):
-    """The file is not a readable safetensors file (truncated header, bad JSON...)."""
+    """The file is not a readable weight file (truncated header, bad JSON, not a zip...)."""
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix  # None: the caller's usual fix (download the file again)
 
 
 def read_header(path: Path) -> SafetensorsHeader:
@@ -72,7 +81,7 @@ def read_header(path: Path) -> SafetensorsHeader:
                 raise HeaderError(f"header length {length} does not fit a file of {file_bytes} bytes")
             raw = handle.read(length)
     except OSError as exc:  # unreadable (permissions, I/O error): a problem to report, not a crash
-        raise HeaderError(f"cannot be read: {exc.strerror}") from exc
+        raise HeaderError(f"cannot be read: {exc.strerror}", FIX_PERMISSIONS) from exc
     try:
         entries = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -123,3 +132,37 @@ def data_problems(header: SafetensorsHeader) -> list[Problem]:
                 )
             )
     return problems
+
+
+@dataclass(frozen=True)
+class PthTensor:
+    name: str
+    dtype: str  # torch spelling, e.g. "bfloat16"
+    shape: tuple[int, ...]
+
+
+def read_pth_tensors(path: Path) -> dict[str, PthTensor]:
+    """The tensors of a torch zip `.pth` state dict, in file order, read onto the meta device."""
+    import torch
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:  # is_zipfile would call this "not a zip archive"
+        raise HeaderError(f"cannot be read: {exc.strerror}", FIX_PERMISSIONS) from exc
+    if not zipfile.is_zipfile(path):
+        raise HeaderError("not a torch zip archive (truncated or wrong file)")
+    try:
+        state = torch.load(path, map_location="meta", weights_only=True)
+    # A torn or foreign archive fails anywhere from the zip reader to the (weights-only) unpickler.
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        raise HeaderError(f"cannot be opened by torch.load: {exc}") from exc
+    if not isinstance(state, dict):
+        raise HeaderError(f"does not hold a state dict but a {type(state).__name__}")
+    tensors = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise HeaderError(f"entry {name!r} is a {type(value).__name__}, not a tensor")
+        tensors[name] = PthTensor(name, str(value.dtype).removeprefix("torch."), tuple(value.shape))
+    return tensors

@@ -10,7 +10,9 @@
     ROOT/LiveAvatar/liveavatar.safetensors
 
 This is the layout of the official downloads, so a folder fetched from the
-model hubs works as is. Pure path arithmetic; nothing is read.
+model hubs works as is. Every official file and folder name is spelled here
+and nowhere else; the loaders, `weights verify` and the writers import them.
+Pure path arithmetic; nothing is read (`sizes.py` reads what the files hold).
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ TOKENIZER_FOLDER = "google/umt5-xxl"
 VAE_NAME = "Wan2.1_VAE.pth"
 WAV2VEC2_FOLDER = "wav2vec2-large-xlsr-53-english"
 LORA_NAME = "liveavatar.safetensors"
+
+# A usable tokenizer folder holds at least one of these.
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
+# A Hugging Face wav2vec2 folder: both configs, and its weights in one of these forms.
+WAV2VEC2_CONFIG_NAME = "config.json"
+WAV2VEC2_PREPROCESSOR_NAME = "preprocessor_config.json"
+WAV2VEC2_WEIGHTS = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 def shard_name(index: int, count: int) -> str:
@@ -61,6 +75,10 @@ class CheckpointLayout:
             wav2vec2_dir=dit / WAV2VEC2_FOLDER,
             lora_path=root / LORA_FOLDER / LORA_NAME,
         )
+
+    @property
+    def wav2vec2_config_path(self) -> Path:
+        return self.wav2vec2_dir / WAV2VEC2_CONFIG_NAME
 
     def shard_path(self, name: str) -> Path:
         return self.dit_dir / name

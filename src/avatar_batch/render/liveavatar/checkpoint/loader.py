@@ -30,7 +30,8 @@ from torch import nn
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
 from avatar_batch.render.liveavatar.checkpoint.manifest import DIT_DTYPE
-from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD, dit_problems, read_dit_config
+from avatar_batch.render.liveavatar.checkpoint.sizes import FIX_DOWNLOAD, read_dit_config
+from avatar_batch.render.liveavatar.checkpoint.verify import dit_problems
 from avatar_batch.render.liveavatar.dit import PARITY, CausalS2VDiT, DiTNumerics
 from avatar_batch.render.liveavatar.dit.placed import DiTPlacer, block_of_key
 from avatar_batch.render.liveavatar.lora import LORA_ALPHA, capped_problems, merge_lora

@@ -5,7 +5,8 @@
 and LoRA lists come from our own module tree built on the `meta` device (no
 memory), so they cannot drift from the code that loads them; for 14b they
 equal the reference manifests dumped from the official classes. The T5 and
-VAE lists come from their modules' `expected_*_tensors`.
+VAE lists come from their modules' `expected_*_tensors` (imported when
+called: those modules import the layout from this package).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 
 import torch
 
-from avatar_batch.render.liveavatar.config import DiTConfig, ModelConfig
+from avatar_batch.render.liveavatar.config import DiTConfig, ModelConfig, T5Sizes, VaeSizes
 from avatar_batch.render.liveavatar.dit import CausalS2VDiT
 from avatar_batch.render.liveavatar.lora import LORA_RANK, LoraTarget, expected_lora_tensors, lora_targets
 
@@ -50,14 +51,23 @@ def lora_entries(config: DiTConfig, rank: int = LORA_RANK) -> list[ManifestEntry
     return [[k, list(s), LORA_DTYPE] for k, s in expected_lora_tensors(dit_lora_targets(config), rank)]
 
 
-def expected_manifest(cfg: ModelConfig) -> dict[str, list[ManifestEntry]]:
-    """{"dit", "lora", "t5", "vae"} -> [[key, shape, dtype], ...] in official key spelling."""
+def t5_entries(sizes: T5Sizes) -> list[ManifestEntry]:
     from avatar_batch.render.liveavatar.text_encoder import expected_t5_tensors
+
+    return [[k, list(s), d] for k, s, d in expected_t5_tensors(sizes)]
+
+
+def vae_entries(sizes: VaeSizes) -> list[ManifestEntry]:
     from avatar_batch.render.liveavatar.vae import expected_vae_tensors
 
+    return [[k, list(s), d] for k, s, d in expected_vae_tensors(sizes)]
+
+
+def expected_manifest(cfg: ModelConfig) -> dict[str, list[ManifestEntry]]:
+    """{"dit", "lora", "t5", "vae"} -> [[key, shape, dtype], ...] in official key spelling."""
     return {
         "dit": dit_entries(cfg.dit),
         "lora": lora_entries(cfg.dit),
-        "t5": [[k, list(s), d] for k, s, d in expected_t5_tensors(cfg.t5)],
-        "vae": [[k, list(s), d] for k, s, d in expected_vae_tensors(cfg.vae)],
+        "t5": t5_entries(cfg.t5),
+        "vae": vae_entries(cfg.vae),
     }

@@ -18,7 +18,7 @@ import torch
 from avatar_batch.core.fsio import atomic_path, write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout, shard_name
 from avatar_batch.render.liveavatar.checkpoint.manifest import dit_entries, dit_lora_targets
-from avatar_batch.render.liveavatar.config import CONFIG_TINY, SIZES_SIDECAR, DiTConfig, ModelConfig
+from avatar_batch.render.liveavatar.config import CONFIG_TINY, DiTConfig, ModelConfig
 from avatar_batch.render.liveavatar.dit import PARITY, CausalS2VDiT, DiTNumerics
 from avatar_batch.render.liveavatar.lora import LORA_RANK, random_lora, write_lora_file
 
@@ -100,7 +100,12 @@ def write_tiny_checkpoint(
     encoders: bool = True,
 ) -> CheckpointLayout:
     """Write every file of the layout under `root`. `encoders=False` skips T5/VAE/tokenizer/wav2vec2
-    (DiT-only tests). Returns the layout."""
+    (DiT-only tests). Returns the layout. The files alone tell every size
+    (`checkpoint_sizes` reads `cfg` back), so no side file is written."""
+    if cfg.t5.text_len != cfg.dit.text_len:
+        raise ValueError(
+            f"T5 text_len {cfg.t5.text_len} != DiT text_len {cfg.dit.text_len}: config.json holds one value"
+        )
     layout = CheckpointLayout.at(root)
     write_dit_shards(layout, cfg.dit, random_dit_state(cfg.dit, seed, dtype), num_shards)
     adapters = random_lora(dit_lora_targets(cfg.dit), LORA_RANK, seed + 1, dtype)
@@ -113,5 +118,4 @@ def write_tiny_checkpoint(
         write_tiny_t5(layout.dit_dir, cfg.t5, seed + 2)
         write_tiny_vae(layout.dit_dir, cfg.vae, seed + 3)
         write_tiny_wav2vec2(layout.dit_dir, cfg.audio, seed + 4)
-        write_json_atomic(layout.dit_dir / SIZES_SIDECAR, cfg.sizes_sidecar())
     return layout

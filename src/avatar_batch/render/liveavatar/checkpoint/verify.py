@@ -2,14 +2,17 @@
 
 Checks, each reported as a `Problem` naming the file and key and what to do:
 1. every file and folder of the layout is present;
-2. config.json parses and names a supported architecture (matched against the
-   named configs, or the one asked for);
+2. config.json parses and names a supported architecture; the umT5 and VAE
+   sizes are read off their own files' shapes and the wav2vec2 sizes off its
+   config (`sizes.py`), and the networks' widths fit together. With a named
+   config ("14b", "tiny") every file is held to that config instead;
 3. the shard index and the shards agree (every indexed key in its shard, no
    unindexed tensors), every shard's header is intact and its data complete
    (a truncated download), every key/shape/dtype as the manifest expects;
 4. the LoRA covers every target with the right shapes, in an accepted spelling;
-5. the T5 and VAE `.pth` files are zip archives whose tensors (opened with
-   `mmap=True`, so 11 GB are never read) have the expected keys and shapes;
+5. the T5 and VAE `.pth` files are zip archives whose tensors (unpickled onto
+   the meta device, so 11 GB are never read) have the keys and shapes their
+   sizes imply;
 6. the tokenizer and wav2vec2 folders hold the files their loaders need.
 dtype differences are warnings: the loader casts to the run dtype anyway.
 """
@@ -17,39 +20,71 @@ dtype differences are warnings: the loader casts to the run dtype anyway.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
-from avatar_batch.core.errors import Problem, WeightsError
-from avatar_batch.render.liveavatar.checkpoint.headers import HeaderError, data_problems, read_header
-from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
-from avatar_batch.render.liveavatar.checkpoint.manifest import ManifestEntry, dit_lora_targets, expected_manifest
-from avatar_batch.render.liveavatar.config import MODEL_CONFIGS, DiTConfig, ModelConfig, T5Sizes, VaeSizes
-from avatar_batch.render.liveavatar.dit.model import check_supported
+from avatar_batch.core.errors import Problem
+from avatar_batch.render.liveavatar.checkpoint.headers import HeaderError, data_problems, read_header, read_pth_tensors
+from avatar_batch.render.liveavatar.checkpoint.layout import (
+    TOKENIZER_FILES,
+    WAV2VEC2_CONFIG_NAME,
+    WAV2VEC2_PREPROCESSOR_NAME,
+    WAV2VEC2_WEIGHTS,
+    CheckpointLayout,
+)
+from avatar_batch.render.liveavatar.checkpoint.manifest import (
+    ManifestEntry,
+    dit_entries,
+    dit_lora_targets,
+    t5_entries,
+    vae_entries,
+)
+from avatar_batch.render.liveavatar.checkpoint.sizes import FIX_DOWNLOAD, FolderSizes, read_dit_config, read_sizes
+from avatar_batch.render.liveavatar.config import MODEL_CONFIGS, DiTConfig
 from avatar_batch.render.liveavatar.lora import LORA_RANK, check_lora_keys
 
-FIX_DOWNLOAD = "download the official checkpoint again (or run `weights tiny` for a test folder)"
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
-WAV2VEC2_FILES = ("config.json", "preprocessor_config.json")
-WAV2VEC2_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+__all__ = ["FIX_DOWNLOAD", "verify_checkpoint"]
 
 
 def verify_checkpoint(root: Path, cfg_name: str | None = None) -> list[Problem]:
+    """Every problem of the folder at `root`, held to its own sizes or to the named config."""
     layout = CheckpointLayout.at(root)
     problems = missing_files(layout)
-    cfg, config_problems = resolve_config(layout, cfg_name)
-    problems += config_problems
-    if cfg is None:
-        return problems
-    manifest = expected_manifest(cfg)
-    if layout.index_path.is_file():
-        problems += dit_problems(layout, manifest["dit"])
-    if layout.lora_path.is_file():
-        problems += lora_problems(layout.lora_path, cfg.dit)
-    for path, part in ((layout.t5_path, "t5"), (layout.vae_path, "vae")):
-        if path.is_file():
-            problems += pth_problems(path, manifest[part])
+    if cfg_name is None:
+        sizes = read_sizes(layout.root)
+    else:
+        sizes = named_sizes(layout, cfg_name)
+    problems += sizes.problems
+    if sizes.dit is not None and layout.index_path.is_file():
+        problems += dit_problems(layout, dit_entries(sizes.dit))
+    if sizes.dit is not None and layout.lora_path.is_file():
+        problems += lora_problems(layout.lora_path, sizes.dit)
+    if sizes.t5 is not None and layout.t5_path.is_file():
+        problems += pth_problems(layout.t5_path, t5_entries(sizes.t5))
+    if sizes.vae is not None and layout.vae_path.is_file():
+        problems += pth_problems(layout.vae_path, vae_entries(sizes.vae))
     return problems
+
+
+def named_sizes(layout: CheckpointLayout, cfg_name: str) -> FolderSizes:
+    """The sizes of the built-in config `cfg_name`, with a problem where config.json differs."""
+    if cfg_name not in MODEL_CONFIGS:
+        problem = Problem(
+            str(layout.root), f"unknown model config '{cfg_name}'", fix=f"use one of {sorted(MODEL_CONFIGS)}"
+        )
+        return FolderSizes(None, None, None, None, (problem,))
+    named = MODEL_CONFIGS[cfg_name]
+    dit, problems = read_dit_config(layout.config_path)
+    if dit is not None and dit != named.dit:
+        differing = [k for k, v in vars(named.dit).items() if getattr(dit, k) != v]
+        problems.append(
+            Problem(
+                str(layout.config_path),
+                f"config.json is not the '{cfg_name}' architecture",
+                field=", ".join(differing),
+                fix=FIX_DOWNLOAD,
+            )
+        )
+    return FolderSizes(named.dit, named.t5, named.vae, named.audio, tuple(problems))
 
 
 def missing_files(layout: CheckpointLayout) -> list[Problem]:
@@ -64,7 +99,7 @@ def missing_files(layout: CheckpointLayout) -> list[Problem]:
             )
         )
     folder = layout.wav2vec2_dir
-    for name in WAV2VEC2_FILES:
+    for name in (WAV2VEC2_CONFIG_NAME, WAV2VEC2_PREPROCESSOR_NAME):
         if not (folder / name).is_file():
             problems.append(Problem(str(folder / name), "wav2vec2 file is missing", fix=FIX_DOWNLOAD))
     if not any((folder / name).is_file() for name in WAV2VEC2_WEIGHTS):
@@ -72,60 +107,6 @@ def missing_files(layout: CheckpointLayout) -> list[Problem]:
             Problem(str(folder), f"wav2vec2 weights missing (one of {list(WAV2VEC2_WEIGHTS)})", fix=FIX_DOWNLOAD)
         )
     return problems
-
-
-def read_dit_config(path: Path) -> tuple[DiTConfig | None, list[Problem]]:
-    if not path.is_file():
-        return None, []  # reported by missing_files
-    try:
-        config = DiTConfig.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
-        check_supported(config)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        return None, [Problem(str(path), f"not a usable DiT config: {exc}", fix=FIX_DOWNLOAD)]
-    return config, []
-
-
-def resolve_config(layout: CheckpointLayout, cfg_name: str | None) -> tuple[ModelConfig | None, list[Problem]]:
-    """The architecture to check against: `cfg_name`, else the named config equal to config.json."""
-    dit, problems = read_dit_config(layout.config_path)
-    if cfg_name is not None:
-        if cfg_name not in MODEL_CONFIGS:
-            return None, problems + [
-                Problem(
-                    str(layout.root), f"unknown model config '{cfg_name}'", fix=f"use one of {sorted(MODEL_CONFIGS)}"
-                )
-            ]
-        named = MODEL_CONFIGS[cfg_name]
-        if dit is not None and dit != named.dit:
-            differing = [k for k, v in vars(named.dit).items() if getattr(dit, k) != v]
-            problems.append(
-                Problem(
-                    str(layout.config_path),
-                    f"config.json is not the '{cfg_name}' architecture",
-                    field=", ".join(differing),
-                    fix=FIX_DOWNLOAD,
-                )
-            )
-        return named, problems
-    if dit is None:
-        return None, problems
-    for named in MODEL_CONFIGS.values():
-        if named.dit == dit:
-            return named, problems
-    return custom_config(layout, dit, problems), problems
-
-
-def custom_config(layout: CheckpointLayout, dit: DiTConfig, problems: list[Problem]) -> ModelConfig:
-    """An unnamed DiT: the T5/VAE sizes come from the side-car `weights tiny` writes, else the release's."""
-    from avatar_batch.render.liveavatar.text_encoder import sidecar_sizes
-
-    try:
-        t5 = sidecar_sizes(layout.dit_dir, "t5", T5Sizes) or T5Sizes()
-        vae = sidecar_sizes(layout.dit_dir, "vae", VaeSizes) or VaeSizes()
-    except WeightsError as exc:
-        problems.extend(exc.problems)
-        t5, vae = T5Sizes(), VaeSizes()
-    return ModelConfig(name="custom", dit=dit, t5=t5, vae=vae)
 
 
 def dit_problems(layout: CheckpointLayout, expected: list[ManifestEntry]) -> list[Problem]:
@@ -208,25 +189,9 @@ def lora_problems(path: Path, dit: DiTConfig) -> list[Problem]:
 
 
 def pth_problems(path: Path, expected: list[ManifestEntry]) -> list[Problem]:
-    import torch
-
     try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:  # is_zipfile would call this "not a zip archive"
-        return [Problem(str(path), f"cannot be read: {exc.strerror}", fix="check the file's permissions")]
-    if not zipfile.is_zipfile(path):
-        return [Problem(str(path), "not a torch zip archive (truncated or wrong file)", fix=FIX_DOWNLOAD)]
-    try:
-        # mmap: tensors stay on disk; only the pickled structure is read.
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        return [Problem(str(path), f"cannot be opened by torch.load: {exc}", fix=FIX_DOWNLOAD)]
-    if not isinstance(state, dict):
-        return [Problem(str(path), "does not hold a state dict", value=type(state).__name__, fix=FIX_DOWNLOAD)]
-    found = {
-        k: (str(path), tuple(v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in state.items()
-        if hasattr(v, "shape")
-    }
-    return manifest_problems(str(path), found, expected, set(state))
+        tensors = read_pth_tensors(path)
+    except HeaderError as exc:
+        return [Problem(str(path), str(exc), fix=exc.fix or FIX_DOWNLOAD)]
+    found = {k: (str(path), t.shape, t.dtype) for k, t in tensors.items()}
+    return manifest_problems(str(path), found, expected, set(tensors))
