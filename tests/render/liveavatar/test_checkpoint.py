@@ -308,3 +308,10 @@ def test_an_unnamed_architecture_verifies_and_loads_from_its_own_config(tmp_path
     assert verify_checkpoint(tmp_path) == []  # T5/VAE sizes read off their own files
     assert len(load_dit(tmp_path, device="cpu").blocks) == 2
     assert any("not the 'tiny' architecture" in p.message for p in verify_checkpoint(tmp_path, "tiny"))
+
+
+def test_a_missing_fixture_fails_instead_of_skipping(tmp_path):
+    from tests.render.liveavatar.conftest import FixtureMissing, fixture_file
+
+    with pytest.raises(FixtureMissing, match="gone.json"):
+        fixture_file(tmp_path / "gone.json")
