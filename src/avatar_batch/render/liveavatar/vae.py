@@ -4,8 +4,9 @@ The checkpoint is the Wan-native `Wan2.1_VAE.pth` (fp32, no config). One walk
 over the architecture (`_layout`) yields every tensor's Wan key, diffusers key
 and shape, so the manifest and the key map cannot drift apart; its sizes are
 read off the file's shapes by `checkpoint/sizes.py` (the same reading
-`weights verify` does; a test round-trips the two). Latent normalisation `(mu - mean) / std` happens here, outside the
-module, as in both Wan and diffusers.
+`weights verify` does; a test round-trips the two). Latent normalisation
+`(mu - mean) / std` happens here, outside the module, as in both Wan and
+diffusers.
 
 `Vae.encode` / `Vae.decode` process whole clips; `StreamDecoder` decodes a
 latent sequence a chunk at a time with the causal-conv cache kept alive

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.render.liveavatar.checkpoint.headers import HeaderError, read_pth_tensors
@@ -44,6 +45,7 @@ FIX_DOWNLOAD = "download the official checkpoint again (or run `weights tiny` fo
 VAE_LATENT_CHANNELS = 16  # the released latent statistics exist for 16 channels only
 
 Shapes = Mapping[str, tuple[int, ...]]
+SizesT = TypeVar("SizesT")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def read_sizes(root: Path) -> FolderSizes:
     problems: list[Problem] = []
     dit, dit_problems = read_dit_config(layout.config_path)
     problems += dit_problems
-    text_len = (dit or DiTConfig()).text_len  # config.json unusable: its problem is reported above
+    # Without a usable config.json (reported above, or by verify as missing) the release's prompt length.
+    text_len = (dit or DiTConfig()).text_len
     t5 = _read(problems, layout.t5_path, lambda path: t5_sizes(path, text_len))
     vae = _read(problems, layout.vae_path, vae_sizes)
     audio = _read(problems, layout.wav2vec2_config_path, audio_sizes)
@@ -98,7 +101,7 @@ def read_sizes(root: Path) -> FolderSizes:
     return FolderSizes(dit, t5, vae, audio, tuple(problems))
 
 
-def _read(problems: list[Problem], path: Path, reader):
+def _read(problems: list[Problem], path: Path, reader: Callable[[Path], SizesT]) -> SizesT | None:
     if not path.is_file():
         return None
     try:
