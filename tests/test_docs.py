@@ -10,8 +10,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DOC = REPO / "docs" / "model.md"
 SECTION = r"§(\d+(?:\.\d+)*[a-z]?)"
+RANGE_END = r"[-–](\d+(?:\.\d+)*[a-z]?)"  # "§1.2-1.4" cites 1.2 and 1.4 (and what lies between)
 # "spec §2.1, §4, §5", "(the spec's §6.2)", "docs/model.md §12": a source, then one or more sections.
-CITATION = re.compile(rf"(?:spec(?:'s)?|docs/model\.md)\s+{SECTION}(?:\s*,\s*{SECTION})*")
+CITATION = re.compile(
+    rf"(?:spec(?:'s)?|docs/model\.md)\s+{SECTION}(?:{RANGE_END})?(?:\s*,\s*{SECTION}(?:{RANGE_END})?)*"
+)
 HEADING = re.compile(r"^#{1,6}\s+(\d+(?:\.\d+)*[a-z]?)\.?\s", re.MULTILINE)
 
 
@@ -20,12 +23,20 @@ def citing_files() -> list[Path]:
 
 
 def citations(text: str) -> list[str]:
-    return [section for match in CITATION.finditer(text) for section in re.findall(SECTION, match.group(0))]
+    cited = []
+    for match in CITATION.finditer(text):
+        for first, last in re.findall(rf"{SECTION}(?:{RANGE_END})?", match.group(0)):
+            cited += [first, last] if last else [first]
+    return cited
+
+
+def section_signs_cited(text: str) -> int:
+    return sum(match.group(0).count("§") for match in CITATION.finditer(text))
 
 
 def test_the_citation_pattern_reads_every_form_in_use():
-    text = "spec §2.1, §4, §5 and (spec §0, §6.2), the spec's §6.2.2, docs/model.md §2.7a; §9 alone"
-    assert citations(text) == ["2.1", "4", "5", "0", "6.2", "6.2.2", "2.7a"]
+    text = "spec §2.1, §4, §5 and (spec §0, §6.2), the spec's §6.2.2, docs/model.md §2.7a; §9 alone; spec §1.2-1.4"
+    assert citations(text) == ["2.1", "4", "5", "0", "6.2", "6.2.2", "2.7a", "1.2", "1.4"]
 
 
 def test_every_cited_section_is_a_heading_of_docs_model_md():
@@ -43,6 +54,6 @@ def test_every_section_sign_in_the_code_is_a_citation():
     loose = []
     for path in sorted((REPO / "src").rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        if text.count("§") != len(citations(text)):
+        if text.count("§") != section_signs_cited(text):
             loose.append(str(path.relative_to(REPO)))
     assert not loose, f"'§' not preceded by 'spec' or 'docs/model.md' in: {loose}"

@@ -22,7 +22,6 @@ from avatar_batch.render.liveavatar.checkpoint.download import (
     HuggingFaceHub,
 )
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
-from avatar_batch.render.liveavatar.config import SIZES_SIDECAR
 
 COMMITS = {WAN_REPO: "a" * 40, LIVEAVATAR_REPO: "b" * 40}
 UNUSED = ("README.md", "configuration.json", "assets/logo.png", "examples/talk.wav")
@@ -55,8 +54,7 @@ class FakeHub:
 @pytest.fixture(scope="module")
 def hub_folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hub")
-    layout = write_tiny_checkpoint(root)
-    (layout.dit_dir / SIZES_SIDECAR).unlink()  # ours, not the hub's
+    layout = write_tiny_checkpoint(root)  # the official files only: every size is read from them
     for name in UNUSED:
         for folder in (layout.dit_dir, layout.lora_path.parent):
             (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from avatar_batch.core.errors import Problem, WeightsError
 from avatar_batch.core.fsio import file_sha256, write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
-from avatar_batch.render.liveavatar.checkpoint.verify import FIX_DOWNLOAD
+from avatar_batch.render.liveavatar.checkpoint.sizes import FIX_DOWNLOAD
 
 
 def digest_cache_path(path: Path) -> Path:

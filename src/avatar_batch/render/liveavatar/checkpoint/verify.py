@@ -42,8 +42,6 @@ from avatar_batch.render.liveavatar.checkpoint.sizes import FIX_DOWNLOAD, Folder
 from avatar_batch.render.liveavatar.config import MODEL_CONFIGS, DiTConfig
 from avatar_batch.render.liveavatar.lora import LORA_RANK, check_lora_keys
 
-__all__ = ["FIX_DOWNLOAD", "verify_checkpoint"]
-
 
 def verify_checkpoint(root: Path, cfg_name: str | None = None) -> list[Problem]:
     """Every problem of the folder at `root`, held to its own sizes or to the named config."""
