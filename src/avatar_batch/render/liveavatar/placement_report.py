@@ -14,6 +14,7 @@ Nothing here loads a model.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from avatar_batch.core.records import RenderSettings
 from avatar_batch.core.settings import parse_size
 from avatar_batch.render import devices
 from avatar_batch.render.geometry import size_for
-from avatar_batch.render.liveavatar.config import CONFIG_14B, ModelConfig
+from avatar_batch.render.liveavatar.config import CONFIG_14B, MODEL_CONFIGS, ModelConfig
 from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
 from avatar_batch.render.liveavatar.placement import Placement
 from avatar_batch.render.liveavatar.placement_plan import Machine, PlacementError, PlacementRequest, plan_placement
@@ -54,14 +55,21 @@ def assumed_or_detected_machine(gpu_memory_gib: float | None) -> Machine:
 
 
 def model_config_for(weights_dir: str | Path | None) -> ModelConfig:
-    """The architecture the weights folder declares (named when it equals one), else the release's."""
+    """The sizes the weights folder's files hold (`checkpoint/sizes.py`); a network whose file
+    is missing or unreadable takes the built-in config with the folder's DiT, else the
+    release's. A plan is an estimate: `weights verify` and the loaders report broken files."""
     if not weights_dir or not Path(weights_dir).is_dir():
         return CONFIG_14B
-    from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout
-    from avatar_batch.render.liveavatar.checkpoint.verify import resolve_config
+    from avatar_batch.render.liveavatar.checkpoint.sizes import read_sizes
 
-    config, _ = resolve_config(CheckpointLayout.at(Path(weights_dir)), None)
-    return config or CONFIG_14B
+    found = read_sizes(Path(weights_dir))
+    if found.dit is None:
+        return CONFIG_14B
+    base = next((named for named in MODEL_CONFIGS.values() if named.dit == found.dit), CONFIG_14B)
+    config = replace(
+        base, dit=found.dit, t5=found.t5 or base.t5, vae=found.vae or base.vae, audio=found.audio or base.audio
+    )
+    return config if config == base else replace(config, name="custom")
 
 
 def settings_video(settings: RenderSettings) -> tuple[int, int]:

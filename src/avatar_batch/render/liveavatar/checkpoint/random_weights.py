@@ -31,7 +31,7 @@ from avatar_batch.core.fsio import atomic_path, write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import CheckpointLayout, shard_name
 from avatar_batch.render.liveavatar.checkpoint.manifest import dit_entries, dit_lora_targets
 from avatar_batch.render.liveavatar.checkpoint.tiny import _scale
-from avatar_batch.render.liveavatar.config import CONFIG_14B, SIZES_SIDECAR, DiTConfig, ModelConfig
+from avatar_batch.render.liveavatar.config import CONFIG_14B, DiTConfig, ModelConfig
 from avatar_batch.render.liveavatar.lora import LORA_RANK, random_lora, write_lora_file
 
 # 16 Mi fp32 unit normals (64 MiB): rows of a 5120-wide weight repeat only every 3,276 rows.
@@ -115,7 +115,5 @@ def write_random_checkpoint(
     del adapters
     write_tiny_t5(layout.dit_dir, cfg.t5, seed + 2)
     write_tiny_vae(layout.dit_dir, cfg.vae, seed + 3)
-    write_tiny_wav2vec2(layout.dit_dir, cfg.audio, seed + 4)
-    if cfg.t5 != CONFIG_14B.t5 or cfg.vae != CONFIG_14B.vae:  # the release's sizes need no side-car
-        write_json_atomic(layout.dit_dir / SIZES_SIDECAR, cfg.sizes_sidecar())
+    write_tiny_wav2vec2(layout.dit_dir, cfg.audio, seed + 4)  # every size is read back from the files
     return layout
