@@ -3,7 +3,9 @@
 The only module that knows every stage. It owns the run lock, decides that a
 failed job is recorded and the batch goes on (optionally falling back to the
 `still` renderer), and writes the run report. It never prints: progress goes
-to a `Progress` listener that `cli` supplies.
+to a `Progress` listener that `cli` supplies. With several workers (processes
+on this machine's GPUs, or Ray actors) the workers only render into staging
+folders; this process still makes every library write (`ParallelRun`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +25,20 @@ from avatar_batch import speech as speech_stage
 from avatar_batch.core.clock import file_stamp, iso_utc
 from avatar_batch.core.errors import AvatarBatchError, Interrupted, OutOfMemoryError
 from avatar_batch.core.fsio import remove_tree
-from avatar_batch.core.records import Catalogue, JobSpec, LibraryItem, RenderRequest, RenderSettings
-from avatar_batch.core.settings import resolve_run_settings
+from avatar_batch.core.records import (
+    Catalogue,
+    JobSpec,
+    LibraryItem,
+    RenderRequest,
+    RenderSettings,
+    SpeechTrack,
+    WorkerSettings,
+)
+from avatar_batch.core.settings import resolve_run_settings, resolve_worker_settings
+from avatar_batch.executors import DispatchHooks, Task, WorkerPool, WorkerStats, run_tasks
 from avatar_batch.library import Library
 from avatar_batch.render import open_renderer
+from avatar_batch.render.devices import visible_gpu_ids
 
 STAGED_FILES = {
     "video": "video.mp4",
@@ -40,6 +53,7 @@ class Progress(Protocol):
     def job_started(self, job: JobSpec, index: int, total: int) -> None: ...
     def job_phase(self, job: JobSpec, phase: str) -> None: ...
     def job_finished(self, job: JobSpec, item: LibraryItem, seconds: float) -> None: ...
+    def worker_update(self, worker: str, text: str) -> None: ...
 
 
 class SilentProgress:
@@ -47,6 +61,7 @@ class SilentProgress:
     def job_started(self, job: JobSpec, index: int, total: int) -> None: ...
     def job_phase(self, job: JobSpec, phase: str) -> None: ...
     def job_finished(self, job: JobSpec, item: LibraryItem, seconds: float) -> None: ...
+    def worker_update(self, worker: str, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class RunOptions:
     force: bool = False
     check_voices: bool = True
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    workers: Mapping[str, Any] = field(default_factory=dict)  # executor, gpus, workers, ray_address flags set
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class RunReport:
     retired: int = 0
     finished_at: str | None = None
     outcome: str = "running"
+    wall_s: float = 0.0
+    workers: list[dict[str, Any]] = field(default_factory=list)  # busy seconds and utilisation per worker
 
     @property
     def failed(self) -> int:
@@ -175,12 +193,12 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, AvatarBatchError) else f"{exc.__class__.__name__}: {text}"
 
 
-class JobRunner:
-    """Runs one job through speech, render and mux into a staging folder, then
-    commits it to the library. The model renderer is opened once and reused."""
+class JobRenderer:
+    """Renders one job whose speech is ready and muxes it into its staging
+    folder (falling back to `still` if asked). The model renderer is opened
+    once and reused; a worker holds exactly one."""
 
-    def __init__(self, library: Library, settings: RenderSettings, progress: Progress):
-        self.library = library
+    def __init__(self, settings: RenderSettings, progress: Progress):
         self.progress = progress
         self.renderer = open_renderer(settings)
         self._still = None
@@ -210,25 +228,16 @@ class JobRunner:
             telemetry={**telemetry, "speech_source": speech.source, "video_bytes": muxed.size_bytes},
         )
 
-    def run(self, job: JobSpec) -> LibraryItem:
-        started_s = time.perf_counter()
-        staged = self.library.staging_dir(job.job_id)
+    def render(self, job: JobSpec, staged: Path, speech: SpeechTrack, started_s: float) -> LibraryItem:
         try:
-            self.progress.job_phase(job, "speech")
-            speech = speech_stage.synthesize(job, staged)
-            try:
-                muxed, telemetry = self._render_down_ladder(job, staged, speech)
-                item = self._completed_item(job, "completed", speech, muxed, telemetry, started_s)
-            except Exception as exc:
-                if not (job.fallback_to_still and self.renderer.name != "still"):
-                    raise
-                fallback_job = replace(job, settings=replace(job.settings, renderer="still"))
-                muxed, telemetry = self._render_into(self._still_renderer(), fallback_job, staged, speech)
-                item = self._completed_item(job, "fallback", speech, muxed, telemetry, started_s, _describe(exc))
-            self.progress.job_phase(job, "library")
-            return self.library.commit(item, staged, STAGED_FILES)
-        finally:
-            remove_tree(staged)
+            muxed, telemetry = self._render_down_ladder(job, staged, speech)
+            return self._completed_item(job, "completed", speech, muxed, telemetry, started_s)
+        except Exception as exc:
+            if not (job.fallback_to_still and self.renderer.name != "still"):
+                raise
+            fallback_job = replace(job, settings=replace(job.settings, renderer="still"))
+            muxed, telemetry = self._render_into(self._still_renderer(), fallback_job, staged, speech)
+            return self._completed_item(job, "fallback", speech, muxed, telemetry, started_s, _describe(exc))
 
     def _render_down_ladder(self, job: JobSpec, staged: Path, speech) -> tuple[Any, dict[str, Any]]:
         """Render at the job's settings; on out-of-memory retry each cheaper rung
@@ -251,6 +260,27 @@ class JobRunner:
         if self._still is None:
             self._still = open_renderer(RenderSettings(renderer="still"))
         return self._still
+
+
+class JobRunner(JobRenderer):
+    """The single-process path: speech, render and mux into a staging folder,
+    then the commit, one job at a time in this process."""
+
+    def __init__(self, library: Library, settings: RenderSettings, progress: Progress):
+        super().__init__(settings, progress)
+        self.library = library
+
+    def run(self, job: JobSpec) -> LibraryItem:
+        started_s = time.perf_counter()
+        staged = self.library.staging_dir(job.job_id)
+        try:
+            self.progress.job_phase(job, "speech")
+            speech = speech_stage.synthesize(job, staged)
+            item = self.render(job, staged, speech, started_s)
+            self.progress.job_phase(job, "library")
+            return self.library.commit(item, staged, STAGED_FILES)
+        finally:
+            remove_tree(staged)
 
 
 def _rung_label(settings: RenderSettings) -> str:
@@ -284,10 +314,137 @@ def run_jobs(runner: JobRunner, jobs: Sequence[JobSpec], report: RunReport, prog
         progress.job_finished(job, item, seconds)
 
 
+@dataclass(frozen=True)
+class WorkerFactory:
+    """Builds a worker's work function: its renderer, opened once per worker.
+    Picklable, so a spawned process or a Ray actor can rebuild it."""
+
+    settings: RenderSettings
+
+    def __call__(self) -> Callable[[Task, Path], LibraryItem]:
+        return partial(render_task, JobRenderer(self.settings, SilentProgress()))
+
+
+def render_task(renderer: JobRenderer, task: Task, folder: Path) -> LibraryItem:
+    """A worker's part of a job: render and mux into `folder` (the staging
+    folder, or a copy of it on another machine). A failure is the job's row,
+    not the worker's end."""
+    job, speech = task.payload
+    speech = _moved(speech, task.folder, folder)
+    try:
+        return renderer.render(job, folder, speech, time.perf_counter())
+    except Exception as exc:  # noqa: BLE001 - one failed job never sinks the batch
+        return _item_for(job, "failed", failure=_describe(exc))
+
+
+def _moved(speech: SpeechTrack, old: Path, new: Path) -> SpeechTrack:
+    def at(path: Path) -> Path:
+        return new / path.relative_to(old)
+
+    return replace(
+        speech,
+        master_wav=at(speech.master_wav),
+        model_wav=at(speech.model_wav),
+        captions_vtt=at(speech.captions_vtt),
+        captions_srt=at(speech.captions_srt),
+    )
+
+
+def open_pool(workers: WorkerSettings, settings: RenderSettings) -> WorkerPool:
+    factory = WorkerFactory(settings)
+    if workers.executor == "ray":
+        from avatar_batch.executors.ray_pool import RayPool
+
+        return RayPool(factory, workers.workers, workers.ray_address)
+    from avatar_batch.executors.local import LocalPool
+
+    return LocalPool(factory, [workers.device_of(index) for index in range(workers.workers or 1)])
+
+
+class ParallelRun:
+    """The driver's side of a run on several workers: speech ahead on this
+    machine, every library write here, in the dispatcher's thread."""
+
+    def __init__(self, library: Library, report: RunReport, progress: Progress, total: int):
+        self.library, self.report, self.progress, self.total = library, report, progress, total
+        self.started_s: dict[str, float] = {}
+        self.staged: set[Path] = set()  # staging folders not yet committed or removed
+
+    def hooks(self) -> DispatchHooks:
+        return DispatchHooks(
+            self.prepare, self.started, self.finished, self.failed, self.progress.worker_update, plan_stage.job_speech_s
+        )
+
+    def prepare(self, job: JobSpec) -> Task:
+        """On a preparation thread: the job's speech, into a new staging folder."""
+        staged = self.library.staging_dir(job.job_id)
+        self.staged.add(staged)
+        try:
+            speech = speech_stage.synthesize(job, staged)
+        except BaseException:
+            remove_tree(staged)
+            self.staged.discard(staged)
+            raise
+        return Task(job.job_id, f"{job.entry_id}/{job.language}", staged, (job, speech), plan_stage.job_speech_s(job))
+
+    def started(self, job: JobSpec, task: Task, worker: str) -> None:
+        self.started_s.setdefault(job.job_id, time.perf_counter())
+        self.progress.job_started(job, len(self.started_s) - 1, self.total)
+        retry = " (retry)" if task.attempt > 1 else ""
+        self.progress.worker_update(worker, f"{task.label}{retry}: rendering")
+
+    def finished(self, job: JobSpec, task: Task, item: LibraryItem, worker: str) -> None:
+        try:
+            if item.status == "failed":
+                self.library.record(item)
+            else:
+                item = self.library.commit(item, task.folder, STAGED_FILES)
+        except Exception as exc:  # noqa: BLE001 - one failed job never sinks the batch
+            item = _item_for(job, "failed", failure=_describe(exc))
+            self.library.record(item)
+        self._done(job, item, task.folder, worker)
+
+    def failed(self, job: JobSpec, task: Task | None, why: str | BaseException) -> None:
+        item = _item_for(job, "failed", failure=why if isinstance(why, str) else _describe(why))
+        self.library.record(item)
+        self._done(job, item, task.folder if task else None, None)
+
+    def remove_staged(self) -> None:
+        for folder in self.staged:
+            remove_tree(folder)
+        self.staged.clear()
+
+    def _done(self, job: JobSpec, item: LibraryItem, folder: Path | None, worker: str | None) -> None:
+        if folder is not None:
+            remove_tree(folder)
+            self.staged.discard(folder)
+        seconds = time.perf_counter() - self.started_s.get(job.job_id, time.perf_counter())
+        self.report.jobs.append({**_job_record(job, item, seconds), "worker": worker})
+        self.progress.job_finished(job, item, seconds)
+
+
+def run_parallel(
+    library: Library,
+    settings: RenderSettings,
+    workers: WorkerSettings,
+    jobs: Sequence[JobSpec],
+    report: RunReport,
+    progress: Progress,
+) -> list[WorkerStats]:
+    run = ParallelRun(library, report, progress, len(jobs))
+    try:
+        return run_tasks(open_pool(workers, settings), jobs, run.hooks(), key=lambda job: job.job_id)
+    finally:
+        run.remove_staged()  # workers and preparation threads have stopped: nothing writes here now
+        order = {job.job_id: index for index, job in enumerate(jobs)}
+        report.jobs.sort(key=lambda record: order.get(record["job_id"], len(order)))
+
+
 def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
     """The whole `render` command. Raises typed errors; returns the run report."""
     listener = progress or SilentProgress()
     prepared = prepare(options)
+    workers = resolve_worker_settings(options.env, options.workers, visible_gpu_ids(options.env))
     library = prepared.library
     report = RunReport(
         run_id=f"{file_stamp()}-{os.getpid()}",
@@ -301,15 +458,23 @@ def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
         listener.planned(plan)
         library.retire(plan.to_retire)
         report.skipped, report.retired = len(plan.to_skip), len(plan.to_retire)
-        runner = JobRunner(library, prepared.settings, listener)
+        runner = JobRunner(library, prepared.settings, listener) if workers.in_process else None
+        started_s, stats = time.perf_counter(), list[WorkerStats]()
         try:
-            run_jobs(runner, plan.to_render, report, listener)
+            if runner is not None:
+                run_jobs(runner, plan.to_render, report, listener)
+            elif plan.to_render:
+                stats = run_parallel(library, prepared.settings, workers, plan.to_render, report, listener)
             report.outcome = "failed" if report.failed else "ok"
         except KeyboardInterrupt as exc:
             report.outcome = "interrupted"
             raise Interrupted("interrupted: temporary files removed; rerun to finish the rest") from exc
         finally:
-            runner.close()
+            if runner is not None:
+                runner.close()
+                stats = [WorkerStats("main", "this process", len(report.jobs), sum(j["seconds"] for j in report.jobs))]
+            report.wall_s = round(time.perf_counter() - started_s, 3)
+            report.workers = [worker.to_dict(report.wall_s) for worker in stats]
             report.finished_at = iso_utc()
             library.rebuild()
             library.write_run_report(report.to_dict())

@@ -1,5 +1,6 @@
 """Progress for people: a rich progress display on a terminal, one plain line
-per event otherwise (cron mails and CI logs stay readable)."""
+per event otherwise (cron mails and CI logs stay readable). With several
+workers, the terminal shows the overall bar plus one line per worker."""
 
 from __future__ import annotations
 
@@ -41,9 +42,12 @@ class PlainProgress:
         detail = f": {item.failure}" if item.failure else ""
         self._say(f"  {_label(job)}: {item.status} in {seconds:.1f} s{detail}")
 
+    def worker_update(self, worker: str, text: str) -> None:
+        self._say(f"worker {worker}: {text}")
+
 
 class RichProgress:
-    """An overall bar plus the current job's phase."""
+    """An overall bar plus one line per running job (one process) or per worker."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -56,7 +60,8 @@ class RichProgress:
             transient=False,
         )
         self.overall: TaskID | None = None
-        self.current: TaskID | None = None
+        self.job_lines: dict[str, TaskID] = {}  # one process: a line per running job, with its phase
+        self.worker_lines: dict[str, TaskID] = {}  # several workers: a line per worker instead
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -74,15 +79,24 @@ class RichProgress:
             self.bar.update(overall, completed=1)
 
     def job_started(self, job: JobSpec, index: int, total: int) -> None:
-        self.current = self.bar.add_task(f"  {_label(job)}", total=4)
+        if not self.worker_lines:
+            self.job_lines[job.job_id] = self.bar.add_task(f"  {_label(job)}", total=4)
 
     def job_phase(self, job: JobSpec, phase: str) -> None:
-        if self.current is not None:
-            self.bar.update(self.current, description=f"  {_label(job)}: {phase}", advance=1)
+        if job.job_id in self.job_lines:
+            self.bar.update(self.job_lines[job.job_id], description=f"  {_label(job)}: {phase}", advance=1)
+
+    def worker_update(self, worker: str, text: str) -> None:
+        line = self.worker_lines.get(worker)
+        if line is None:
+            self.worker_lines[worker] = self.bar.add_task(f"  {worker}: {text}", total=None)
+        else:
+            self.bar.update(line, description=f"  {worker}: {text}")
 
     def job_finished(self, job: JobSpec, item: LibraryItem, seconds: float) -> None:
-        if self.current is not None:
-            self.bar.remove_task(self.current)
+        line = self.job_lines.pop(job.job_id, None)
+        if line is not None:
+            self.bar.remove_task(line)
         colour = {"completed": "green", "fallback": "yellow"}.get(item.status, "red")
         detail = f" — {item.failure}" if item.failure else ""
         self.console.print(f"[{colour}]{item.status}[/] {_label(job)} in {seconds:.1f} s{detail}")

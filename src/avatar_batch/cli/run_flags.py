@@ -2,8 +2,11 @@
 
 `render` renders a run and `plan` predicts it; both must build the same job ids,
 so both take exactly these flags (each setting enters the job id, and a flag
-missing from one command would make it ask a different question). A command
-decorated with `run_flags` receives them packed in one `batch.RunOptions`.
+missing from one command would make it ask a different question). The worker
+flags (`--gpus`, `--workers`, `--executor`, `--ray-address`) never change a job
+id; `plan` accepts and ignores them, so a cron line can swap `render` for
+`plan`. A command decorated with `run_flags` receives them packed in one
+`batch.RunOptions`.
 """
 
 from __future__ import annotations
@@ -77,7 +80,28 @@ _RUN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     ("force", bool, typer.Option(False, "--force", help="Re-render even what is up to date.")),
 )
 
-FLAG_NAMES = tuple(name for name, _, _ in (*_SETTING_FLAGS, *_RUN_FLAGS))
+# How the run spreads over GPUs and machines; resolved by core.settings.resolve_worker_settings.
+_WORKER_FLAGS: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "gpus",
+        str | None,
+        typer.Option(None, "--gpus", help="GPUs to use: all (default) or indices like 0,2,3."),
+    ),
+    (
+        "workers",
+        int | None,
+        typer.Option(None, "--workers", help="Worker processes (default: one per GPU; 1 on a CPU machine)."),
+    ),
+    ("executor", str | None, typer.Option(None, "--executor", help="local (this machine) | ray (a Ray cluster).")),
+    (
+        "ray_address",
+        str | None,
+        typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or ray://head:10001."),
+    ),
+)
+
+_ALL_FLAGS = (*_SETTING_FLAGS, *_RUN_FLAGS, *_WORKER_FLAGS)
+FLAG_NAMES = tuple(name for name, _, _ in _ALL_FLAGS)
 
 
 def overrides_from(flags: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +121,7 @@ def options_from(catalogue: Path, flags: dict[str, Any]) -> batch.RunOptions:
         overrides=overrides_from(settings),
         only=tuple(flags["only"] or ()),
         force=flags["force"],
+        workers={name: flags[name] for name, _, _ in _WORKER_FLAGS if flags[name] is not None},
     )
 
 
@@ -105,10 +130,7 @@ def run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     it with `catalogue` and `options` instead of the loose flags."""
     signature = inspect.signature(command)
     own = [p for p in signature.parameters.values() if p.name != "options"]
-    added = [
-        inspect.Parameter(name, _KEYWORD, default=opt, annotation=kind)
-        for name, kind, opt in (*_SETTING_FLAGS, *_RUN_FLAGS)
-    ]
+    added = [inspect.Parameter(name, _KEYWORD, default=opt, annotation=kind) for name, kind, opt in _ALL_FLAGS]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:  # Typer passes every parameter by name

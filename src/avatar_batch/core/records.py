@@ -299,3 +299,22 @@ class LibraryItem:
 
 
 ITEM_STATUSES = ("completed", "failed", "fallback", "retired")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a run spreads its jobs; never part of a job id (same library
+    whatever the parallelism). `gpus` holds CUDA device ids as the driver sees
+    them; () means a CPU machine. `workers` is None under Ray until the
+    cluster says how many GPUs it has."""
+
+    executor: str = "local"  # local | ray
+    gpus: tuple[str, ...] = ()
+    workers: int | None = 1
+    ray_address: str | None = None
+    in_process: bool = True  # one local worker on every visible device: today's single-process path
+
+    def device_of(self, worker_index: int) -> str | None:
+        """The device a local worker gets: GPUs dealt round-robin (two workers
+        may share one GPU), None on a CPU machine."""
+        return self.gpus[worker_index % len(self.gpus)] if self.gpus else None

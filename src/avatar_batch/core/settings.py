@@ -1,7 +1,8 @@
 """Settings resolve once, here: defaults < catalogue < env AVATAR_BATCH_* < CLI flags.
 
 Nothing else reads the environment. `resolve_run_settings` returns the run-wide
-RenderSettings; `settings_for_entry` applies an entry's own preset/size override.
+RenderSettings; `settings_for_entry` applies an entry's own preset/size override;
+`resolve_worker_settings` says how the run spreads over GPUs and workers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from avatar_batch.core.errors import UsageError
-from avatar_batch.core.records import PRESETS, CatalogueDefaults, Entry, RenderSettings
+from avatar_batch.core.records import PRESETS, CatalogueDefaults, Entry, RenderSettings, WorkerSettings
 
 ENV_PREFIX = "AVATAR_BATCH_"
 RENDERERS = ("still", "liveavatar")
@@ -20,6 +21,7 @@ OFFLOAD_MODES = ("auto", "none", "model", "blocks")
 PRECISIONS = ("bf16", "fp8")
 WEIGHT_FORMATS = ("auto", "bf16", "fp8", "int8")
 KV_FORMATS = ("bf16", "fp8")
+EXECUTORS = ("local", "ray")
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[*xX]\s*(\d+)\s*$")
 
 # env var name (after the prefix) -> RenderSettings field and parser
@@ -143,3 +145,61 @@ def settings_for_entry(run: RenderSettings, entry: Entry, cli_fixed: frozenset[s
         settings = replace(settings, size=entry.size)
     check_settings(settings)
     return settings
+
+
+# env var name (after the prefix) -> WorkerSettings flag name; parsed by resolve_worker_settings
+_WORKER_ENV: Mapping[str, str] = {
+    "EXECUTOR": "executor",
+    "GPUS": "gpus",
+    "WORKERS": "workers",
+    "RAY_ADDRESS": "ray_address",
+}
+
+
+def _pick_gpus(spec: str, visible: tuple[str, ...]) -> tuple[str, ...]:
+    """ "all" -> every visible device; "0,2" -> those (indices into the visible list)."""
+    if spec.strip().lower() == "all":
+        return visible
+    picked: list[str] = []
+    for part in spec.split(","):
+        text = part.strip()
+        if not text.isdigit() or int(text) >= len(visible):
+            seen = ", ".join(str(i) for i in range(len(visible))) or "none (no GPU is visible)"
+            raise UsageError(
+                f"--gpus {spec!r}: {text!r} is not a visible GPU index; visible: {seen}. "
+                "Fix: pass 'all' or a comma list of those indices"
+            )
+        if visible[int(text)] not in picked:
+            picked.append(visible[int(text)])
+    return tuple(picked)
+
+
+def resolve_worker_settings(
+    env: Mapping[str, str], cli: Mapping[str, Any], visible_gpus: tuple[str, ...]
+) -> WorkerSettings:
+    """`--executor`, `--gpus`, `--workers`, `--ray-address` over AVATAR_BATCH_*.
+    `visible_gpus` are the CUDA device ids this machine shows the driver."""
+    raw: dict[str, Any] = {
+        name: env[ENV_PREFIX + suffix] for suffix, name in _WORKER_ENV.items() if env.get(ENV_PREFIX + suffix)
+    }
+    raw.update({k: v for k, v in cli.items() if v is not None})
+    executor = str(raw.get("executor", "local"))
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    gpus = _pick_gpus(str(raw.get("gpus", "all")), visible_gpus)
+    workers = raw.get("workers")
+    if workers is not None:
+        try:
+            workers = int(workers)
+        except ValueError as exc:
+            raise UsageError(f"{ENV_PREFIX}WORKERS={workers!r} is not a valid int") from exc
+        if workers < 1:
+            raise UsageError(f"--workers {workers} must be at least 1")
+    if raw.get("ray_address") and executor != "ray":
+        raise UsageError("--ray-address names a Ray cluster; add --executor ray to use it")
+    if executor == "ray":
+        # The cluster's GPUs count under Ray, not this machine's.
+        return WorkerSettings("ray", (), workers, raw.get("ray_address"), in_process=False)
+    workers = workers or max(1, len(gpus))
+    in_process = workers == 1 and gpus == visible_gpus
+    return WorkerSettings("local", gpus, workers, None, in_process)

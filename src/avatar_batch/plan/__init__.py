@@ -3,7 +3,7 @@ skip and retire. Pure and fast; imports only `avatar_batch.core` and itself."""
 
 from avatar_batch.plan.ids import FileDigests, canonical_json, job_id
 from avatar_batch.plan.jobs import SCHEMA, build_jobs, hashed_fields
-from avatar_batch.plan.planner import Plan, estimate_speech_s, make_plan, wav_duration_s
+from avatar_batch.plan.planner import Plan, estimate_speech_s, job_speech_s, make_plan, wav_duration_s
 
 __all__ = [
     "SCHEMA",
@@ -14,6 +14,7 @@ __all__ = [
     "estimate_speech_s",
     "hashed_fields",
     "job_id",
+    "job_speech_s",
     "make_plan",
     "wav_duration_s",
 ]

@@ -103,11 +103,13 @@ def make_plan(
             item for item in items.values() if item.status != "retired" and (item.entry_id, item.language) not in keys
         ]
         to_retire.sort(key=lambda item: (item.entry_id, item.language, item.job_id))
-    estimate_s = sum(_job_speech_s(job, audio_duration_s) for job in to_render)
+    estimate_s = sum(job_speech_s(job, audio_duration_s) for job in to_render)
     return Plan(tuple(to_render), tuple(to_skip), tuple(to_retire), round(estimate_s, 1))
 
 
-def _job_speech_s(job: JobSpec, audio_duration_s: Callable[[Path], float | None]) -> float:
+def job_speech_s(job: JobSpec, audio_duration_s: Callable[[Path], float | None] = wav_duration_s) -> float:
+    """Expected seconds of speech: the recording's length, else the text estimate.
+    Also a job's expected render cost (parallel runs start the longest first)."""
     if job.audio_path is not None:
         known_s = audio_duration_s(job.audio_path)
         if known_s is not None:

@@ -6,6 +6,7 @@ torch is imported only when asked, and its absence is an answer, not an error.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +61,16 @@ def host_available_bytes(meminfo: Path = MEMINFO) -> int:
             if name == "MemAvailable":
                 return int(value.split()[0]) * 1024  # the file counts kB
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def visible_gpu_ids(env: Mapping[str, str], driver_dir: Path = Path("/proc/driver/nvidia/gpus")) -> tuple[str, ...]:
+    """CUDA device ids a process started with `env` would see, without
+    importing torch or touching CUDA (the parent of GPU workers must not
+    initialise CUDA, and `plan` must stay fast). CUDA_VISIBLE_DEVICES wins
+    (an empty value hides every GPU); otherwise the NVIDIA driver's list."""
+    listed = env.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return tuple(part.strip() for part in listed.split(",") if part.strip() and part.strip() != "-1")
+    if not driver_dir.is_dir():
+        return ()
+    return tuple(str(index) for index in range(sum(1 for _ in driver_dir.iterdir())))
