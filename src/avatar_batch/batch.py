@@ -11,6 +11,7 @@ folders; this process still makes every library write (`ParallelRun`).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ from avatar_batch.library import Library
 from avatar_batch.render import open_renderer
 from avatar_batch.render.devices import visible_gpu_ids
 
+PORTRAIT_STEM = "portrait"  # a job's image, copied into its staging folder for a worker
 STAGED_FILES = {
     "video": "video.mp4",
     "poster": "poster.jpg",
@@ -329,19 +331,20 @@ def render_task(renderer: JobRenderer, task: Task, folder: Path) -> LibraryItem:
     """A worker's part of a job: render and mux into `folder` (the staging
     folder, or a copy of it on another machine). A failure is the job's row,
     not the worker's end."""
-    job, speech = task.payload
-    speech = _moved(speech, task.folder, folder)
+    job, speech = _moved(*task.payload, task.folder, folder)
     try:
         return renderer.render(job, folder, speech, time.perf_counter())
     except Exception as exc:  # noqa: BLE001 - one failed job never sinks the batch
         return _item_for(job, "failed", failure=_describe(exc))
 
 
-def _moved(speech: SpeechTrack, old: Path, new: Path) -> SpeechTrack:
+def _moved(job: JobSpec, speech: SpeechTrack, old: Path, new: Path) -> tuple[JobSpec, SpeechTrack]:
+    """The job and speech as seen from a copy of the staging folder at `new`."""
+
     def at(path: Path) -> Path:
         return new / path.relative_to(old)
 
-    return replace(
+    return replace(job, image_path=at(job.image_path)), replace(
         speech,
         master_wav=at(speech.master_wav),
         model_wav=at(speech.model_wav),
@@ -381,11 +384,15 @@ class ParallelRun:
         self.staged.add(staged)
         try:
             speech = speech_stage.synthesize(job, staged)
+            # The portrait travels with the job: a worker on another machine sees only this folder.
+            portrait = staged / f"{PORTRAIT_STEM}{job.image_path.suffix}"
+            shutil.copyfile(job.image_path, portrait)
         except BaseException:
             remove_tree(staged)
             self.staged.discard(staged)
             raise
-        return Task(job.job_id, f"{job.entry_id}/{job.language}", staged, (job, speech), plan_stage.job_speech_s(job))
+        payload = (replace(job, image_path=portrait), speech)
+        return Task(job.job_id, f"{job.entry_id}/{job.language}", staged, payload, plan_stage.job_speech_s(job))
 
     def started(self, job: JobSpec, task: Task, worker: str) -> None:
         self.started_s.setdefault(job.job_id, time.perf_counter())
