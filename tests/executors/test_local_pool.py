@@ -111,6 +111,19 @@ def test_close_when_interrupted_stops_busy_workers(tmp_path):
     assert not any(alive(pid) for pid in pids)
 
 
+def test_cpu_workers_share_the_cores_instead_of_each_taking_all(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    pool = LocalPool(EchoWork(), [None, None])
+    events = ready_all(pool)
+    try:
+        pool.send("w0", task(tmp_path / "w0", "cpu"))
+        done = next_event(events, Done)
+    finally:
+        pool.close()
+    assert done.result[2:] == ("", "4")
+
+
 def test_a_worker_whose_factory_fails_reports_why(tmp_path):
     pool = LocalPool(BrokenWork(), [None])
     events: queue.Queue = queue.Queue()

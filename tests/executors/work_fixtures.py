@@ -20,7 +20,7 @@ STARTED = "started"
 
 @dataclass(frozen=True)
 class EchoWork:
-    """Returns (payload, pid, CUDA_VISIBLE_DEVICES) and writes out.txt."""
+    """Returns (payload, pid, CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS) and writes out.txt."""
 
     def __call__(self):
         return echo
@@ -30,7 +30,7 @@ def echo(task: Task, folder: Path):
     (folder / "out.txt").write_text(f"{task.payload}\n", encoding="utf-8")
     if task.payload == "raise":
         raise ValueError("asked to fail")
-    return (task.payload, os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return (task.payload, os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("OMP_NUM_THREADS"))
 
 
 @dataclass(frozen=True)

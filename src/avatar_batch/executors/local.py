@@ -44,8 +44,7 @@ class LocalPool:
         context = multiprocessing.get_context("spawn")
         blob = pickle.dumps(self._factory)
         for name in self.names:
-            device = self._devices[name]
-            env = {} if device is None else {"CUDA_VISIBLE_DEVICES": device}
+            env = self._worker_env(self._devices[name])
             ours, theirs = context.Pipe(duplex=True)
             process = context.Process(
                 target=local_worker.main,
@@ -59,6 +58,15 @@ class LocalPool:
             reader = threading.Thread(target=self._read, args=(name, events), daemon=True, name=f"read-{name}")
             reader.start()
             self._readers.append(reader)
+
+    def _worker_env(self, device: str | None) -> dict[str, str]:
+        if device is not None:
+            return {"CUDA_VISIBLE_DEVICES": device}
+        # CPU workers share the cores: each takes its part instead of all of them
+        # (torch would start one thread per core in every worker and thrash).
+        threads = str(max(1, (os.cpu_count() or 1) // len(self.names)))
+        split = {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ}
+        return {"CUDA_VISIBLE_DEVICES": "", **split}
 
     def send(self, worker: str, task: Task) -> None:
         # A dead worker's pipe refuses the task; its reader thread reports Died.

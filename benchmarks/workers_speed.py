@@ -1,0 +1,119 @@
+"""Throughput of 1 vs 2 local workers with the tiny Live Avatar model on CPU.
+
+    python -m benchmarks.workers_speed [--entries 4] [--weights DIR]
+
+Renders a generated catalogue of `--entries` English answers (the smoke
+persona) with `--renderer liveavatar --preset quick` into a fresh library per
+case, through the real command line (`render --workers N --plain`), and reads
+the run report: wall seconds, videos per minute, and each worker's busy
+seconds and utilisation. The two cases must produce identical frames (same job
+ids, same frame hashes), which is checked too. Writes
+benchmarks/results/workers-<yyyymmdd>.json. On a shared 2-core machine the
+figures move with the load; the load average is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+ANSWERS = (
+    "Please register in the hall, then take a number and wait until it is called.",
+    "The pharmacy is next door, open from eight in the morning until six in the evening.",
+    "Bring your insurance card, a photo ID and the list of medicines you take.",
+    "Visiting hours are from two to eight; children under twelve need an adult with them.",
+    "The cafeteria is on the ground floor beside the main entrance.",
+    "Parking is free for the first hour; pay at the machine by the exit.",
+)
+
+
+def write_catalogue(project: Path, entries: int) -> Path:
+    smoke = yaml.safe_load((REPO / "questions" / "smoke.yaml").read_text(encoding="utf-8"))
+    smoke["library"] = "../library"
+    for key in ("image", "prompt"):
+        smoke["personas"]["dr_chen"][key] = str((REPO / "questions" / smoke["personas"]["dr_chen"][key]).resolve())
+    smoke["entries"] = [
+        {"id": f"bench-{i}", "department": "info", "question": f"Question {i}?", "answer": ANSWERS[i % len(ANSWERS)]}
+        for i in range(entries)
+    ]
+    path = project / "questions" / "bench.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(smoke, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def render(catalogue: Path, library: Path, weights: Path, workers: int) -> dict:
+    argv = [sys.executable, "-m", "avatar_batch", "render", str(catalogue), "--library", str(library)]
+    argv += ["--renderer", "liveavatar", "--weights", str(weights), "--preset", "quick", "--plain"]
+    argv += ["--workers", str(workers)]
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"render --workers {workers} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    report = json.loads(sorted((library / "runs").glob("*.json"))[-1].read_text(encoding="utf-8"))
+    return {"workers": workers, "command_s": round(seconds, 1), "report": report}
+
+
+def frame_hashes(library: Path) -> list[tuple[str, str]]:
+    from tests.cli.workers_fixtures import library_fingerprint
+
+    return [(row[2], row[4]) for row in library_fingerprint(library)]
+
+
+def summary(case: dict) -> dict:
+    report = case["report"]
+    jobs = len(report["jobs"])
+    return {
+        "workers": case["workers"],
+        "jobs": jobs,
+        "wall_s": report["wall_s"],
+        "command_s": case["command_s"],
+        "videos_per_min": round(60 * jobs / report["wall_s"], 2),
+        "per_worker": report["workers"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=4)
+    parser.add_argument("--weights", type=Path, help="tiny checkpoint (default: written into a temp folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
+        root = Path(tmp)
+        weights = args.weights
+        if weights is None:
+            weights = root / "weights"
+            subprocess.run([sys.executable, "-m", "avatar_batch", "weights", "tiny", str(weights)], check=True)
+        catalogue = write_catalogue(root / "project", args.entries)
+        cases = [render(catalogue, root / f"library-{n}", weights, n) for n in (1, 2)]
+        same = frame_hashes(root / "library-1") == frame_hashes(root / "library-2")
+    runs = [summary(case) for case in cases]
+    result = {
+        "device": f"{os.cpu_count()}-core CPU (shared; load average {os.getloadavg()[0]:.1f} at the end)",
+        "command": "python -m benchmarks.workers_speed " + " ".join(sys.argv[1:]),
+        "model": "tiny Live Avatar checkpoint (weights tiny), preset quick",
+        "runs": runs,
+        "speedup_2_vs_1": round(runs[1]["videos_per_min"] / runs[0]["videos_per_min"], 2),
+        "identical_frames": same,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"workers-{datetime.now(UTC):%Y%m%d}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
