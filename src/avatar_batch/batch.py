@@ -331,7 +331,8 @@ def render_task(renderer: JobRenderer, task: Task, folder: Path) -> LibraryItem:
     """A worker's part of a job: render and mux into `folder` (the staging
     folder, or a copy of it on another machine). A failure is the job's row,
     not the worker's end."""
-    job, speech = _moved(*task.payload, task.folder, folder)
+    job, speech = task.payload
+    job, speech = _moved(job, speech, task.folder, folder)
     try:
         return renderer.render(job, folder, speech, time.perf_counter())
     except Exception as exc:  # noqa: BLE001 - one failed job never sinks the batch
