@@ -28,13 +28,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-ANSWERS = (
-    "Please register in the hall, then take a number and wait until it is called.",
-    "The pharmacy is next door, open from eight in the morning until six in the evening.",
-    "Bring your insurance card, a photo ID and the list of medicines you take.",
-    "Visiting hours are from two to eight; children under twelve need an adult with them.",
-    "The cafeteria is on the ground floor beside the main entrance.",
-    "Parking is free for the first hour; pay at the machine by the exit.",
+ANSWERS = (  # about two seconds of speech each, as in the smoke catalogue
+    "Please register in the hall.",
+    "The pharmacy is next door.",
+    "Bring your insurance card.",
+    "Visiting hours end at eight.",
 )
 
 

@@ -438,10 +438,11 @@ def run_parallel(
     jobs: Sequence[JobSpec],
     report: RunReport,
     progress: Progress,
-) -> list[WorkerStats]:
+    stats: list[WorkerStats],
+) -> None:
     run = ParallelRun(library, report, progress, len(jobs))
     try:
-        return run_tasks(open_pool(workers, settings), jobs, run.hooks(), key=lambda job: job.job_id)
+        run_tasks(open_pool(workers, settings), jobs, run.hooks(), key=lambda job: job.job_id, stats_out=stats)
     finally:
         run.remove_staged()  # workers and preparation threads have stopped: nothing writes here now
         order = {job.job_id: index for index, job in enumerate(jobs)}
@@ -472,7 +473,7 @@ def render(options: RunOptions, progress: Progress | None = None) -> RunReport:
             if runner is not None:
                 run_jobs(runner, plan.to_render, report, listener)
             elif plan.to_render:
-                stats = run_parallel(library, prepared.settings, workers, plan.to_render, report, listener)
+                run_parallel(library, prepared.settings, workers, plan.to_render, report, listener, stats)
             report.outcome = "failed" if report.failed else "ok"
         except KeyboardInterrupt as exc:
             report.outcome = "interrupted"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import ray
 
 from avatar_batch import batch
-from tests.cli.workers_fixtures import latest_report, library_fingerprint
+from tests.cli.workers_fixtures import latest_report, library_fingerprint, use_recordings
 
 
 def test_ray_actors_make_the_same_library_as_one_local_process(project, tmp_path):
+    use_recordings(project)
     local, remote = tmp_path / "local", tmp_path / "ray"
     batch.render(batch.RunOptions(project.catalogue, library_dir=local))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

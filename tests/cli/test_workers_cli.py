@@ -15,6 +15,7 @@ from tests.cli.workers_fixtures import (
     library_fingerprint,
     read_until,
     start_render,
+    use_recordings,
     worker_pids,
 )
 
@@ -26,6 +27,7 @@ def invoke(*args):
 
 
 def test_two_workers_make_the_same_library_as_one_process(project, tmp_path):
+    use_recordings(project)
     one, two = tmp_path / "one", tmp_path / "two"
     assert invoke("render", project.catalogue, "--plain", "--library", one).exit_code == 0
     result = invoke("render", project.catalogue, "--plain", "--library", two, "--workers", "2")
@@ -76,3 +78,5 @@ def test_ctrl_c_stops_every_worker_and_leaves_nothing_behind(project):
     assert process.returncode == 130, "".join(lines) + rest
     assert len(pids) == 2 and all(gone(pid) for pid in pids.values())
     assert not any(p.name.startswith(".tmp-") for p in project.library.rglob("*"))
+    report = latest_report(project.library)
+    assert report["outcome"] == "interrupted" and [w["worker"] for w in report["workers"]] == ["w0", "w1"]

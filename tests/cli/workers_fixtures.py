@@ -11,6 +11,19 @@ import sys
 from pathlib import Path
 
 from avatar_batch.core.proc import run
+from tests.conftest import write_sine_wav
+
+
+def use_recordings(project) -> None:
+    """Give every entry a recorded answer. TTS under load may fall back from
+    one engine to another (the job id stays, the waveform changes), which
+    would make two renders differ for a reason that has nothing to do with
+    the workers; a recording is decoded the same way every time."""
+    data = project.data()
+    for index, entry in enumerate(data["entries"]):
+        wav = write_sine_wav(project.root / "audio" / f"{entry['id']}.wav", 1.5 + 0.5 * index, freq_hz=180 + 40 * index)
+        entry["audio"] = {"en": f"../audio/{wav.name}"}
+    project.write(data)
 
 
 def frame_digest(video: Path) -> str:

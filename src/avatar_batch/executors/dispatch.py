@@ -55,17 +55,25 @@ class _State:
 
 
 def run_tasks(
-    pool: WorkerPool, jobs: Sequence[Any], hooks: DispatchHooks, key: Callable[[Any], str]
+    pool: WorkerPool,
+    jobs: Sequence[Any],
+    hooks: DispatchHooks,
+    key: Callable[[Any], str],
+    stats_out: list[WorkerStats] | None = None,
 ) -> list[WorkerStats]:
-    """Run every job on `pool`; return each worker's statistics. On
-    KeyboardInterrupt (or any error) every worker is stopped at once and the
-    preparation threads are drained before the exception goes on."""
+    """Run every job on `pool`; return each worker's statistics (also appended
+    to `stats_out` at the start and kept current, so an interrupted run can
+    still report them). On KeyboardInterrupt (or any error) every worker is
+    stopped at once and the preparation threads are drained before the
+    exception goes on."""
     events: queue.Queue[Event | _Prepared] = queue.Queue()
     job_of = {key(job): job for job in jobs}
     order = {key(job): index for index, job in enumerate(jobs)}
     # sorted() is stable: equal weights keep the plan's order.
     waiting = deque(sorted(jobs, key=lambda job: -hooks.weight(job)))
     stats = {name: WorkerStats(name) for name in pool.names}
+    if stats_out is not None:
+        stats_out.extend(stats.values())
     state = _State(live=set(pool.names))
     preparer = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="prepare")
     try:
