@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,17 +38,19 @@ ANSWERS = (  # about two seconds of speech each, as in the smoke catalogue
 
 
 def write_catalogue(project: Path, entries: int) -> Path:
-    smoke = yaml.safe_load((REPO / "questions" / "smoke.yaml").read_text(encoding="utf-8"))
-    smoke["library"] = "../library"
-    for key in ("image", "prompt"):
-        smoke["personas"]["dr_chen"][key] = str((REPO / "questions" / smoke["personas"]["dr_chen"][key]).resolve())
-    smoke["entries"] = [
+    """A project like the repository (its root marked by pyproject.toml) with
+    `entries` answers for the smoke persona; the library lands in project/library."""
+    (project / "questions").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n", encoding="utf-8")
+    shutil.copytree(REPO / "assets", project / "assets")
+    shutil.copytree(REPO / "prompts", project / "prompts")
+    data = yaml.safe_load((REPO / "questions" / "smoke.yaml").read_text(encoding="utf-8"))
+    data["entries"] = [
         {"id": f"bench-{i}", "department": "info", "question": f"Question {i}?", "answer": ANSWERS[i % len(ANSWERS)]}
         for i in range(entries)
     ]
     path = project / "questions" / "bench.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump(smoke, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 
