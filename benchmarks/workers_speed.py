@@ -2,8 +2,8 @@
 
     python -m benchmarks.workers_speed [--entries 4] [--weights DIR]
 
-Renders a generated catalogue of `--entries` English answers (the smoke
-persona) with `--renderer liveavatar --preset quick` into a fresh library per
+Renders a generated catalogue of `--entries` recorded English answers (the
+smoke persona, 2 s tones) with `--renderer liveavatar --preset quick` into a fresh library per
 case, through the real command line (`render --workers N --plain`), and reads
 the run report: wall seconds, videos per minute, and each worker's busy
 seconds and utilisation. The two cases must produce identical frames (same job
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import write_sine_wav
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 ANSWERS = (  # about two seconds of speech each, as in the smoke catalogue
@@ -49,6 +51,11 @@ def write_catalogue(project: Path, entries: int) -> Path:
         {"id": f"bench-{i}", "department": "info", "question": f"Question {i}?", "answer": ANSWERS[i % len(ANSWERS)]}
         for i in range(entries)
     ]
+    # Recorded answers: TTS under load may switch engine (same job id, other
+    # waveform), which would make the two cases differ for no reason of theirs.
+    for index, entry in enumerate(data["entries"]):
+        wav = write_sine_wav(project / "audio" / f"{entry['id']}.wav", 2.0, freq_hz=180 + 20 * index)
+        entry["audio"] = {"en": f"../audio/{wav.name}"}
     path = project / "questions" / "bench.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

@@ -60,13 +60,11 @@ class LocalPool:
             self._readers.append(reader)
 
     def _worker_env(self, device: str | None) -> dict[str, str]:
-        if device is not None:
-            return {"CUDA_VISIBLE_DEVICES": device}
-        # CPU workers share the cores: each takes its part instead of all of them
-        # (torch would start one thread per core in every worker and thrash).
-        threads = str(max(1, (os.cpu_count() or 1) // len(self.names)))
-        split = {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ}
-        return {"CUDA_VISIBLE_DEVICES": "", **split}
+        # CPU workers keep torch's default thread count, as a one-process run
+        # does: the thread count changes CPU float reduction order, and the
+        # frames must not depend on --workers. (Set OMP_NUM_THREADS yourself to
+        # split the cores; every run then uses it alike.)
+        return {"CUDA_VISIBLE_DEVICES": "" if device is None else device}
 
     def send(self, worker: str, task: Task) -> None:
         # A dead worker's pipe refuses the task; its reader thread reports Died.
