@@ -216,6 +216,16 @@ def test_bad_size(project, size):
     assert "WIDTH*HEIGHT" in problem.fix
 
 
+def test_sink_refresh_must_be_true_or_false(project):
+    problem = project.error(project.edited(lambda d: d["entries"][0].update(sink_refresh="sometimes")))
+    assert (problem.entry, problem.field, problem.value) == ("chest-pain", "sink_refresh", "sometimes")
+
+
+def test_sink_refresh_reaches_the_entry(project):
+    catalogue = project.load(project.edited(lambda d: d["entries"][0].update(sink_refresh=True)))
+    assert [e.sink_refresh for e in catalogue.entries] == [True, None]
+
+
 def test_question_missing_for_an_answer_language(project):
     problem = project.error(project.edited(lambda d: d["entries"][0]["question"].pop("zh")))
     assert (problem.entry, problem.field) == ("chest-pain", "question")

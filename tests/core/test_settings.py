@@ -99,3 +99,30 @@ def test_formats_enter_the_hash_only_when_they_change_pixels():
 def test_model_limits_are_the_renderers_not_the_settings():
     """Steps past 4 are the liveavatar model's limit (checked when it opens), not a tool-wide one."""
     assert resolve_run_settings(CatalogueDefaults(), {}, {"sample_steps": 5}).sample_steps == 5
+
+
+def test_sink_refresh_enters_the_job_id_only_when_on():
+    off = RenderSettings().hashed_fields()
+    assert "sink_refresh" not in off  # ids of videos made before the option stay
+    assert RenderSettings(sink_refresh=True).hashed_fields() == {**off, "sink_refresh": True}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("on", True), ("TRUE", True), ("no", False), ("0", False)])
+def test_sink_refresh_from_env(raw, expected):
+    run = resolve_run_settings(CatalogueDefaults(), {"AVATAR_BATCH_SINK_REFRESH": raw}, {})
+    assert run.sink_refresh is expected
+
+
+def test_bad_sink_refresh_env_names_the_variable_and_the_words():
+    with pytest.raises(UsageError, match="AVATAR_BATCH_SINK_REFRESH='sometimes'.*on/off"):
+        resolve_run_settings(CatalogueDefaults(), {"AVATAR_BATCH_SINK_REFRESH": "sometimes"}, {})
+
+
+def test_entry_sink_refresh_unless_fixed_on_command_line():
+    entry = Entry("a", "p", "d", {"en": "q"}, {"en": "a"}, ("en",), sink_refresh=True)
+    run = resolve_run_settings(CatalogueDefaults(), {}, {})
+    assert settings_for_entry(run, entry).sink_refresh is True
+    fixed = resolve_run_settings(CatalogueDefaults(), {}, {"sink_refresh": False})
+    assert settings_for_entry(fixed, entry, frozenset({"sink_refresh"})).sink_refresh is False
+    plain = Entry("b", "p", "d", {"en": "q"}, {"en": "a"}, ("en",))
+    assert settings_for_entry(resolve_run_settings(CatalogueDefaults(), {}, {"sink_refresh": True}), plain).sink_refresh

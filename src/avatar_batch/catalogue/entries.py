@@ -62,6 +62,7 @@ def build_entry(index: int, model: EntryModel, ctx: EntryContext) -> tuple[Entry
         audio=audio,
         preset=model.preset,
         size=size,
+        sink_refresh=model.sink_refresh,
         fallback_to_still=model.fallback_to_still,
         line=ctx.paths.locator.line(loc),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from avatar_batch.catalogue.locate import Locator, suggest
 from avatar_batch.core.errors import Problem
@@ -90,6 +90,7 @@ class EntryModel(_Section):
     audio: dict[str, str] = Field(default_factory=dict)
     preset: str | None = None
     size: str | None = None
+    sink_refresh: StrictBool | None = None
     fallback_to_still: bool = True
 
     @field_validator("question", "answer", mode="before")

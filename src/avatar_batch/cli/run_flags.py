@@ -67,6 +67,15 @@ _SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     ("kv_format", str | None, typer.Option(None, "--kv-format", help="bf16 | fp8 storage of the KV caches.")),
     ("seed", int | None, typer.Option(None, "--seed", help="Noise seed.")),
     ("num_clip", int | None, typer.Option(None, "--num-clip", help="Cap on 48-frame clips per answer.")),
+    (
+        "sink_refresh",
+        bool | None,
+        typer.Option(
+            None,
+            "--sink-refresh/--no-sink-refresh",
+            help="liveavatar: re-seed the sink from the first clip's output (long answers keep their look).",
+        ),
+    ),
 )
 SETTING_NAMES = {"steps": "sample_steps", "weights": "weights_dir", "gpu_memory": "gpu_memory_gib"}
 

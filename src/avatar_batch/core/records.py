@@ -92,6 +92,7 @@ class Entry:
     audio: Mapping[str, Path] = field(default_factory=dict)  # language -> recording
     preset: str | None = None
     size: str | None = None
+    sink_refresh: bool | None = None  # None: the run's setting
     fallback_to_still: bool = True
     line: int | None = None  # line in the catalogue file, for messages
 
@@ -141,6 +142,7 @@ class RenderSettings:
     gpu_memory_gib: float | None = None  # budget on the GPU; None = the whole card
     weight_format: str = "auto"  # auto | bf16 | fp8 | int8: storage of the DiT linear weights
     kv_format: str = "bf16"  # bf16 | fp8: storage of the per-step KV caches
+    sink_refresh: bool = False  # re-seed the sink from clip 0's output (long answers)
 
     @property
     def resolved_weight_format(self) -> str:
@@ -153,11 +155,13 @@ class RenderSettings:
         """Fields that change the output. Offload, the GPU budget and the weights
         location do not; the model identity (hash of the checkpoint) stands in for
         the location. The storage formats change pixels, but enter only when they
-        differ from their defaults, so libraries rendered before they existed keep
-        their job ids."""
+        differ from their defaults, and `sink_refresh` only when on, so libraries
+        rendered before they existed keep their job ids."""
         data = asdict(self)
         for name in ("offload", "weights_dir", "gpu_memory_gib", "weight_format", "kv_format"):
             data.pop(name)
+        if not self.sink_refresh:
+            data.pop("sink_refresh")
         if self.resolved_weight_format != RenderSettings(precision=self.precision).resolved_weight_format:
             data["weight_format"] = self.resolved_weight_format
         if self.kv_format != RenderSettings.kv_format:

@@ -1,14 +1,14 @@
 """Settings resolve once, here: defaults < catalogue < env AVATAR_BATCH_* < CLI flags.
 
 Nothing else reads the environment. `resolve_run_settings` returns the run-wide
-RenderSettings; `settings_for_entry` applies an entry's own preset/size override;
+RenderSettings; `settings_for_entry` applies an entry's own preset/size/sink_refresh override;
 `resolve_worker_settings` says how the run spreads over GPUs and workers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -23,9 +23,28 @@ WEIGHT_FORMATS = ("auto", "bf16", "fp8", "int8")
 KV_FORMATS = ("bf16", "fp8")
 EXECUTORS = ("local", "ray")
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[*xX]\s*(\d+)\s*$")
+_SWITCH_WORDS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def switch(raw: str) -> bool:
+    """ "1/true/yes/on" or "0/false/no/off" (any case) -> bool; anything else is a ValueError."""
+    word = raw.strip().lower()
+    if word not in _SWITCH_WORDS:
+        raise ValueError(f"{raw!r} is not one of {', '.join(_SWITCH_WORDS)}")
+    return _SWITCH_WORDS[word]
+
 
 # env var name (after the prefix) -> RenderSettings field and parser
-_ENV_FIELDS: Mapping[str, tuple[str, type]] = {
+_ENV_FIELDS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "RENDERER": ("renderer", str),
     "PRESET": ("preset", str),
     "SIZE": ("size", str),
@@ -38,6 +57,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, type]] = {
     "GPU_MEMORY": ("gpu_memory_gib", float),
     "WEIGHT_FORMAT": ("weight_format", str),
     "KV_FORMAT": ("kv_format", str),
+    "SINK_REFRESH": ("sink_refresh", switch),
 }
 
 
@@ -73,7 +93,8 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         try:
             found[name] = parse(raw)
         except ValueError as exc:
-            raise UsageError(f"{ENV_PREFIX}{suffix}={raw!r} is not a valid {parse.__name__}") from exc
+            kind = "on/off switch (1/0, true/false, yes/no, on/off)" if parse is switch else parse.__name__
+            raise UsageError(f"{ENV_PREFIX}{suffix}={raw!r} is not a valid {kind}") from exc
     return found
 
 
@@ -136,13 +157,15 @@ def check_formats(settings: RenderSettings) -> None:
 
 
 def settings_for_entry(run: RenderSettings, entry: Entry, cli_fixed: frozenset[str] = frozenset()) -> RenderSettings:
-    """An entry's preset/size override, unless the user fixed that field on the
-    command line (a flag beats the catalogue)."""
+    """An entry's preset/size/sink_refresh override, unless the user fixed that
+    field on the command line (a flag beats the catalogue)."""
     settings = run
     if entry.preset and "preset" not in cli_fixed and "size" not in cli_fixed:
         settings = replace(settings, **preset_fields(entry.preset))
     if entry.size and "size" not in cli_fixed:
         settings = replace(settings, size=entry.size)
+    if entry.sink_refresh is not None and "sink_refresh" not in cli_fixed:
+        settings = replace(settings, sink_refresh=entry.sink_refresh)
     check_settings(settings)
     return settings
 

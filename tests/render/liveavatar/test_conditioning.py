@@ -24,6 +24,8 @@ from avatar_batch.render.liveavatar.conditioning import (
     motion_latents,
     portrait_pixels,
     reference_latent,
+    refreshed_sink,
+    still_video_latents,
     text_context,
 )
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
@@ -131,6 +133,38 @@ def test_motion_falls_back_to_the_official_encode_when_the_probe_has_not_settled
     out = motion_latents(vae, torch.zeros(3, 16, 16))
     assert vae.frames_asked == [MOTION_PROBE_FRAMES, OFFICIAL_MOTION_FRAMES]
     assert out[0, :, 0, 0].tolist() == list(range(92 - 19, 92))
+
+
+# --- the sink refresh (official online decode) ---------------------------------------------
+
+
+def official_refresh(vae, pixels: torch.Tensor, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official clip-0 post-process with `--enable_online_decode`, step by step (spec §2.9.3, §5)."""
+    frames_per_clip = 4 * clip.shape[1]
+    last_frames = pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX)  # 5 x 73 copies
+    motion_92 = vae.encode(last_frames)
+    image = vae.decode(torch.cat([motion_92, clip[None]], dim=2))[:, :, -frames_per_clip:][:, :, 3:]
+    overlap = min(73, image.shape[2])
+    last_frames = torch.cat([last_frames[:, :, overlap:], image[:, :, -overlap:]], dim=2)
+    motion = vae.encode(last_frames)[0, :, -DIT_MOTION_LATENTS:]
+    return clip[:, 0:1], motion
+
+
+def test_still_video_latents_equal_the_whole_official_365_frame_encode(vae, pixels):
+    official = vae.encode(pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX))[0]
+    assert torch.equal(still_video_latents(vae, pixels), official)
+
+
+@pytest.mark.parametrize("latent_frames", [12, 6])  # 48-frame clips keep 45 frames, 24-frame clips 21
+def test_refreshed_sink_follows_the_official_online_decode(vae, pixels, latent_frames):
+    clip = torch.randn(16, latent_frames, PX // 8, PX // 8, generator=torch.Generator().manual_seed(5))
+    ref, motion = refreshed_sink(vae, pixels, clip)
+    official_ref, official_motion = official_refresh(vae, pixels, clip)
+    assert ref.shape == (16, 1, PX // 8, PX // 8) and motion.shape == (16, DIT_MOTION_LATENTS, PX // 8, PX // 8)
+    assert torch.equal(ref, official_ref)  # clip 0's first generated latent frame
+    torch.testing.assert_close(motion, official_motion, rtol=0, atol=1e-6)
+    # The decoded frames reach the newest motion latents; the still portrait no longer fills them.
+    assert not torch.equal(motion[:, -1], motion_latents(vae, pixels)[:, -1])
 
 
 # --- text and audio --------------------------------------------------------------------

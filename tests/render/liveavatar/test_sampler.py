@@ -157,6 +157,94 @@ class RecordingDiT:
         return sorted(calls, key=lambda call: (call[0].first_frame, timesteps.index(call[0].timestep)))
 
 
+# --- the sink refresh -------------------------------------------------------------------
+
+
+class RefreshRecorder:
+    """A `SinkRefresh` that records clip 0's latents and returns fixed new sink latents."""
+
+    def __init__(self, new_sink: tuple[torch.Tensor, torch.Tensor]):
+        self.new_sink, self.received = new_sink, []
+
+    def __call__(self, clip_latents):
+        self.received.append(clip_latents)
+        return self.new_sink
+
+
+class PrefillRecorder(RecordingDiT):
+    def __init__(self, dit):
+        super().__init__(dit)
+        self.prefills = []
+
+    def prefill_sink(self, ref_latent, motion_latents, context, cond_cache):
+        self.prefills.append((ref_latent, motion_latents, len(self.batches)))
+        return self._dit.prefill_sink(ref_latent, motion_latents, context, cond_cache)
+
+
+def refreshed(dit, cond, plan, refresh, max_batch=None) -> list[torch.Tensor]:
+    distances = sink_distances(plan.seed)
+    return list(sample_blocks(dit, cond, plan, distances, seeded_noise(plan), max_batch=max_batch, refresh=refresh))
+
+
+def test_sink_refresh_keeps_clip_0_and_reseeds_the_sink_before_clip_1(dit):
+    plan = make_plan(num_clips=3)
+    cond = make_cond(dit, plan)
+    g = torch.Generator().manual_seed(9)
+    new_sink = (torch.randn(16, 1, LAT, LAT, generator=g), torch.randn(16, 19, LAT, LAT, generator=g))
+    # One call at a time, so that batching (whose rounding follows the batch size) is no difference.
+    plain = sample(dit, cond, plan, max_batch=1)
+    refresh, recorder = RefreshRecorder(new_sink), PrefillRecorder(dit)
+    ours = refreshed(recorder, cond, plan, refresh, max_batch=1)
+    per_clip = plan.geometry.blocks_per_clip
+    for index in range(per_clip):  # clip 0 reads the portrait's sink, as without the refresh
+        assert torch.equal(ours[index], plain[index]), index
+    for index in range(per_clip, len(plain)):  # later clips read the new sink
+        assert not torch.allclose(ours[index], plain[index], atol=1e-3), index
+    # The refresh saw exactly clip 0's latents, once; the second prefill used its latents
+    # after every call of clip 0 and before any call of clip 1.
+    assert len(refresh.received) == 1
+    assert torch.equal(refresh.received[0], torch.cat(ours[:per_clip], dim=1))
+    (first_ref, _, before), (second_ref, second_motion, between) = recorder.prefills
+    assert torch.equal(first_ref, cond.ref_latent) and before == 0
+    assert second_ref is new_sink[0] and second_motion is new_sink[1]
+    calls_before = [block for batch in recorder.batches[:between] for block, _ in batch]
+    calls_after = [block for batch in recorder.batches[between:] for block, _ in batch]
+    frames_per_clip = plan.geometry.latent_frames_per_clip
+    assert len(calls_before) == per_clip * plan.schedule.num_steps and calls_after
+    assert all(block.first_frame < frames_per_clip for block in calls_before)
+    assert all(block.first_frame >= frames_per_clip for block in calls_after)
+
+
+def test_sink_refresh_with_the_same_latents_changes_nothing(dit):
+    """Draining the wavefront at the clip boundary and prefilling again is exact:
+    refreshed with the portrait's own latents, every block equals the plain run."""
+    plan = make_plan(num_clips=3)
+    cond = make_cond(dit, plan)
+    plain = sample(dit, cond, plan, max_batch=1)
+    same = refreshed(dit, cond, plan, RefreshRecorder((cond.ref_latent, cond.motion_latents)), max_batch=1)
+    for index, (ours, ref) in enumerate(zip(same, plain)):
+        assert torch.equal(ours, ref), index
+
+
+def test_sink_refresh_batched_equals_one_call_at_a_time(dit):
+    plan = make_plan(num_clips=3, steps=3)
+    cond = make_cond(dit, plan)
+    g = torch.Generator().manual_seed(9)
+    new_sink = (torch.randn(16, 1, LAT, LAT, generator=g), torch.randn(16, 19, LAT, LAT, generator=g))
+    plain = refreshed(dit, cond, plan, RefreshRecorder(new_sink), max_batch=1)
+    batched = refreshed(dit, cond, plan, RefreshRecorder(new_sink))
+    for index, (ours, ref) in enumerate(zip(batched, plain)):
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4, msg=f"block {index}")
+
+
+def test_sink_refresh_is_not_called_for_one_clip(dit):
+    plan = make_plan(num_clips=1)
+    cond = make_cond(dit, plan)
+    refresh = RefreshRecorder((cond.ref_latent, cond.motion_latents))
+    assert len(refreshed(dit, cond, plan, refresh)) == plan.geometry.blocks_per_clip
+    assert refresh.received == []
+
+
 def test_calls_follow_the_official_conventions(dit):
     plan = make_plan(num_clips=2, frames_per_clip=24, steps=3, seed=7)
     cond = make_cond(dit, plan)

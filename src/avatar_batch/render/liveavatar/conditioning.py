@@ -18,7 +18,15 @@
   frames. The 73-frame variant of the multi-GPU path is NOT used: its 19
   latents include the start-up transient, a different DiT input.
 
-The results are a frozen `Conditioning`; nothing here samples or decodes.
+* Sink refresh (optional, `sink_refresh`; spec §2.9.3, the official
+  `--enable_online_decode` path): after clip 0 the reference latent becomes
+  clip 0's first latent frame, and the motion latents become the newest 19 of
+  the VAE encoding of the official 365-frame "last frames" buffer: 320 copies
+  of the portrait, then the last 45 frames of clip 0 as the official full
+  decode of [92 still-video latents, clip 0] gives them (its first 3 frames of
+  the clip dropped). `refreshed_sink` computes both, once per job.
+
+The results are a frozen `Conditioning`; nothing here samples.
 """
 
 from __future__ import annotations
@@ -42,8 +50,12 @@ REFERENCE_REPEATS = 5  # frames of the "static video" whose 2nd latent is the re
 REFERENCE_LATENT_INDEX = 1
 OFFICIAL_MOTION_FRAMES = 365  # 5 x 73 copies of the portrait, 92 latents
 DIT_MOTION_LATENTS = 19  # what FramePack reads (16 + 2 + 1)
+FRAMES_PER_LATENT = 4
 STEADY_CHECK_LATENTS = 4  # trailing latents that must be bit-identical
 MOTION_PROBE_FRAMES = 4 * 36 + 1  # 37 latents: the fixed point (from 28) plus margin
+OFFICIAL_MOTION_LATENTS = 92  # latents of the 365-frame still video
+MOTION_VIDEO_FRAMES = 73  # the official `motion_frames`: most decoded frames kept per refresh
+REFRESH_DROPPED_FRAMES = 3  # the official online decode drops clip 0's first 3 frames
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Conditioning:
     audio: torch.Tensor  # (25, audio_dim, num_video_frames) per-frame wav2vec2 states, DiT dtype
     ref_latent: torch.Tensor  # (16, 1, h, w) fp32
     motion_latents: torch.Tensor  # (16, 19, h, w) fp32, oldest first
+    portrait: torch.Tensor | None = None  # (3, H, W) fp32 in [-1, 1] on the CPU, kept only for a sink refresh
 
 
 # --- geometry from the speech ----------------------------------------------------------
@@ -103,9 +116,36 @@ def reference_latent(vae, pixels: torch.Tensor) -> torch.Tensor:
 
 def motion_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
     """(16, 19, h, w): the newest 19 latents of the 365-frame still video (see module doc)."""
+    return still_video_latents(vae, pixels, DIT_MOTION_LATENTS)
+
+
+def still_video_latents(vae, pixels: torch.Tensor, newest: int = OFFICIAL_MOTION_LATENTS) -> torch.Tensor:
+    """(16, newest, h, w) fp32: the newest latents of the 365-frame still video, from
+    the short probe when its tail has reached the fixed point (see module doc)."""
     probe = vae.encode(_still_video(pixels, MOTION_PROBE_FRAMES))[0]  # (16, 37, h, w)
     tail = probe[:, -STEADY_CHECK_LATENTS:]
     if bool((tail == tail[:, -1:]).all()):
-        return probe[:, -1:].expand(-1, DIT_MOTION_LATENTS, -1, -1).float().contiguous()
-    full = vae.encode(_still_video(pixels, OFFICIAL_MOTION_FRAMES))[0]  # (16, 92, h, w)
-    return full[:, -DIT_MOTION_LATENTS:].float().contiguous()
+        steady = probe[:, -1:].expand(-1, OFFICIAL_MOTION_LATENTS - probe.shape[1], -1, -1)
+        full = torch.cat([probe, steady], dim=1)
+    else:
+        full = vae.encode(_still_video(pixels, OFFICIAL_MOTION_FRAMES))[0]  # (16, 92, h, w)
+    return full[:, -newest:].float().contiguous()
+
+
+# --- the sink refresh ------------------------------------------------------------------------
+
+
+def refreshed_sink(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sink after clip 0 (module doc): (reference (16, 1, h, w), motion (16, 19, h, w)), fp32.
+
+    pixels: the portrait (3, H, W); clip_latents: clip 0's denoised latents (16, F, h, w)."""
+    frames_per_clip = FRAMES_PER_LATENT * clip_latents.shape[1]
+    still = still_video_latents(vae, pixels).to(vae.device)
+    decoded = vae.decode(torch.cat([still, clip_latents.to(still)], dim=1)[None])  # (1, 3, 365 + F, H, W)
+    clip_frames = decoded[:, :, -frames_per_clip:][:, :, REFRESH_DROPPED_FRAMES:]
+    kept = min(MOTION_VIDEO_FRAMES, clip_frames.shape[2])
+    portrait = _still_video(pixels.to(clip_frames), OFFICIAL_MOTION_FRAMES - kept)
+    last_frames = torch.cat([portrait, clip_frames[:, :, -kept:]], dim=2)  # (1, 3, 365, H, W)
+    motion = vae.encode(last_frames)[0, :, -DIT_MOTION_LATENTS:]
+    reference = clip_latents[:, :1].float()
+    return reference.contiguous(), motion.float().contiguous()

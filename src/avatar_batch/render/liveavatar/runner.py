@@ -10,7 +10,8 @@ with umT5, wav2vec2 and the VAE (placed by the offload mode). Per job:
    portrait's latents are kept (on the CPU, a few MB) for later jobs with the
    same picture and size, since a FAQ library reuses a handful of personas.
 3. `frames`: sink prefill, block sampling and streaming decode, pulled frame
-   by frame.
+   by frame; with `sink_refresh`, the sink is re-seeded from clip 0's output
+   once clip 0 is sampled (`conditioning.refreshed_sink`).
 
 Device: CUDA when available (bf16), else the CPU (fp32). Nothing here knows
 about the renderer protocol or the batch; `renderer.py` adapts it.
@@ -40,6 +41,7 @@ from avatar_batch.render.liveavatar.conditioning import (
     motion_latents,
     portrait_pixels,
     reference_latent,
+    refreshed_sink,
     text_context,
 )
 from avatar_batch.render.liveavatar.config import DiTConfig
@@ -53,6 +55,7 @@ from avatar_batch.render.liveavatar.placing import check_placement, dit_placer, 
 from avatar_batch.render.liveavatar.sampler import (
     SamplerOptions,
     SamplingPlan,
+    SinkRefresh,
     sample_blocks,
     seeded_noise,
     sink_distances,
@@ -89,6 +92,7 @@ class Runtime:
 class JobPlan:
     sampling: SamplingPlan
     samples_16k: np.ndarray  # the speech, mono float32 in [-1, 1]
+    sink_refresh: bool = False  # re-seed the sink from clip 0's output (settings.sink_refresh)
 
 
 def move_vae(vae: Vae, device: torch.device) -> Vae:
@@ -118,7 +122,8 @@ class LiveAvatarRunner:
         clips = clips_for_speech(len(samples), settings.frames_per_clip, settings.num_clip)
         geometry = ClipGeometry(height_px, width_px, settings.frames_per_clip, clips)
         check_geometry(geometry, settings.sample_steps)
-        return JobPlan(SamplingPlan(geometry, dmd_schedule(settings.sample_steps), settings.seed), samples)
+        sampling = SamplingPlan(geometry, dmd_schedule(settings.sample_steps), settings.seed)
+        return JobPlan(sampling, samples, sink_refresh=settings.sink_refresh)
 
     # --- loading ------------------------------------------------------------------------
 
@@ -186,8 +191,17 @@ class LiveAvatarRunner:
             audio = audio_frames(audio_encoder, plan.samples_16k, geometry.num_video_frames)
         with clock.phase("reference"):
             ref, motion = self._portrait_latents(request.image_path, geometry, options.pad_mode)
+            refreshing = plan.sink_refresh and geometry.num_clips > 1
+            size = (geometry.height_px, geometry.width_px)
+            pixels = portrait_pixels(request.image_path, *size, options.pad_mode) if refreshing else None
         device, dtype = dit.device, dit.dtype
-        return Conditioning(context, audio.to(device, dtype), ref.to(device, dtype), motion.to(device, dtype))
+        return Conditioning(
+            context,
+            audio.to(device, dtype),
+            ref.to(device, dtype),
+            motion.to(device, dtype),
+            portrait=pixels,
+        )
 
     def _portrait_latents(self, image_path: Path, geometry: ClipGeometry, pad_mode: str):
         key = (file_sha256(image_path), geometry.height_px, geometry.width_px, pad_mode, self.runtime.dtype)
@@ -209,8 +223,10 @@ class LiveAvatarRunner:
         """Every frame of the job's clips (48·N minus `drop_first_frames`), generated on demand.
         The VAE stays on the compute device until the caller stops pulling."""
         with self._host().lend("vae") as vae:
+            dit = self._loaded_dit()
             distances = sink_distances(plan.sampling.seed, options.sink_distance)
-            blocks = sample_blocks(self._loaded_dit(), cond, plan.sampling, distances, seeded_noise(plan.sampling))
+            refresh = _sink_refresh(vae, cond, dit.device) if cond.portrait is not None else None
+            blocks = sample_blocks(dit, cond, plan.sampling, distances, seeded_noise(plan.sampling), refresh=refresh)
             prime = cond.motion_latents[:, -options.decoder_prime_latents :]
             # Decoding beside the sampler pays on CUDA; the frames are the same either way.
             yield from stream_frames(
@@ -229,6 +245,20 @@ class LiveAvatarRunner:
 def helper_offload(placement: Placement) -> str:
     """The `ComponentHost` mode of a placement's helpers: lent ones wait on the CPU."""
     return "model" if placement.helpers == "lend" else "none"
+
+
+def _sink_refresh(vae: Vae, cond: Conditioning, device: torch.device) -> SinkRefresh:
+    """The refresh `sample_blocks` calls after clip 0: the new sink latents from clip 0's output.
+    Its time counts as sampling (it runs inside the sampler's generator)."""
+    portrait = cond.portrait
+    if portrait is None:
+        raise RuntimeError("a sink refresh needs the portrait's pixels in the conditioning")
+
+    def refresh(clip_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ref, motion = refreshed_sink(vae, portrait, clip_latents)
+        return ref.to(device), motion.to(device)
+
+    return refresh
 
 
 def check_precision(precision: str, runtime: Runtime) -> None:

@@ -3,6 +3,7 @@
 Generation, per job (conditioning comes ready from `conditioning.py`):
 
 1. One sink prefill: the reference and motion latents fill the cond cache at t = 0.
+   With a sink refresh (optional), a second prefill after clip 0 (`sample_blocks`).
 2. Per clip r: ONE noise tensor (16, latent_frames_per_clip, h, w) is drawn
    from a `torch.Generator` seeded `seed + r`, always on the CPU in float32
    and then cast to the model's dtype and device, so a CPU run and a GPU run
@@ -42,7 +43,7 @@ import torch
 
 from avatar_batch.render.image import PAD_MODES
 from avatar_batch.render.liveavatar.conditioning import Conditioning
-from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT, StepCache, TokenGrid
+from avatar_batch.render.liveavatar.dit import BlockInputs, CausalS2VDiT, CondCache, StepCache, TokenGrid
 from avatar_batch.render.liveavatar.limits import LATENT_FRAMES_PER_BLOCK, VIDEO_FRAMES_PER_BLOCK, ClipGeometry
 from avatar_batch.render.liveavatar.schedule import Schedule
 
@@ -120,6 +121,10 @@ def seeded_noise(plan: SamplingPlan) -> NoiseSource:
     return draw
 
 
+SinkRefresh = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""clip 0's latents (16, F, h, w) -> the new (reference (16, 1, h, w), motion (16, 19, h, w)) latents."""
+
+
 def sample_blocks(
     dit: CausalS2VDiT,
     cond: Conditioning,
@@ -127,6 +132,7 @@ def sample_blocks(
     distances: Iterator[int],
     noise: NoiseSource,
     max_batch: int | None = None,
+    refresh: SinkRefresh | None = None,
 ) -> Iterator[torch.Tensor]:
     """Denoised latents (16, 3, h, w) of each block in order, in the model dtype.
 
@@ -137,44 +143,81 @@ def sample_blocks(
     plain block-by-block order, sink distances included, so `max_batch=1`
     gives the same latents one call at a time.
 
+    `refresh` (the official online-decode sink refresh): once clip 0 is done,
+    the sink is prefilled again with `refresh(clip 0's latents)` before any
+    call of clip 1; the step caches and the RoPE positions carry on unchanged.
+    The wavefront drains at that boundary, so clip 0 reads only the old sink.
+
     Caches live in this generator's frame only: closing it frees them."""
     geometry, schedule = plan.geometry, plan.schedule
-    num_steps = schedule.num_steps
-    limit = num_steps if max_batch is None else max_batch
+    limit = schedule.num_steps if max_batch is None else max_batch
     if limit < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     cond_cache = dit.new_cond_cache(geometry.height_px, geometry.width_px)
     dit.prefill_sink(cond.ref_latent, cond.motion_latents, cond.context, cond_cache)
     # The attention window is one clip of latent frames, as in the official loop.
-    step_caches = dit.new_step_caches(geometry.height_px, geometry.width_px, num_steps, geometry.latent_frames_per_clip)
+    step_caches = dit.new_step_caches(
+        geometry.height_px, geometry.width_px, schedule.num_steps, geometry.latent_frames_per_clip
+    )
     total_blocks = geometry.num_clips * geometry.blocks_per_clip
     # Distances are drawn in the plain order (block-major, then step), whatever order the calls run in.
-    drawn = list(islice(distances, total_blocks * num_steps))
+    drawn = list(islice(distances, total_blocks * schedule.num_steps))
+    run = _Wavefront(dit, cond, plan, drawn, step_caches, cond_cache, limit)
     block_noise = _block_noise(noise, geometry, dit)
-    latents: dict[int, torch.Tensor] = {}  # blocks in flight: x at their next step
-    for wave in range(total_blocks + num_steps - 1):
-        calls = [(wave - step, step) for step in range(num_steps) if 0 <= wave - step < total_blocks]
-        for block, step in calls:
-            if step == 0:
-                latents[block] = next(block_noise)
-        for group in _batches(calls, step_caches, geometry, limit):
-            inputs = [
-                BlockInputs(
-                    latents[block],
-                    schedule.timesteps[step],
-                    cond.audio[..., VIDEO_FRAMES_PER_BLOCK * block : VIDEO_FRAMES_PER_BLOCK * (block + 1)],
-                    LATENT_FRAMES_PER_BLOCK * block,
-                    drawn[block * num_steps + step],
-                )
-                for block, step in group
-            ]
-            velocities = dit.denoise_blocks(inputs, [step_caches[step] for _, step in group], cond_cache)
-            for (block, step), velocity in zip(group, velocities):
-                # x <- x + (sigma_{k+1} - sigma_k) v in fp32, stored in the model dtype (official loop).
-                latents[block] = (latents[block].float() + schedule.step_size(step) * velocity.float()).to(dit.dtype)
-        finished = wave - (num_steps - 1)
-        if finished >= 0:
-            yield latents.pop(finished)
+    if refresh is None or geometry.num_clips == 1:
+        yield from run.blocks(range(total_blocks), block_noise)
+        return
+    first_clip = []
+    for latents in run.blocks(range(geometry.blocks_per_clip), block_noise):
+        first_clip.append(latents)
+        yield latents
+    ref_latent, motion = refresh(torch.cat(first_clip, dim=1))
+    del first_clip
+    dit.prefill_sink(ref_latent, motion, cond.context, cond_cache)
+    yield from run.blocks(range(geometry.blocks_per_clip, total_blocks), block_noise)
+
+
+@dataclass
+class _Wavefront:
+    """The denoising calls of a run of consecutive blocks, batched by wave (see `sample_blocks`)."""
+
+    dit: CausalS2VDiT
+    cond: Conditioning
+    plan: SamplingPlan
+    drawn: list[int]  # the sink distance of every call, plain order
+    step_caches: list[StepCache]
+    cond_cache: CondCache
+    limit: int
+
+    def blocks(self, block_range: range, block_noise: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        dit, schedule, geometry = self.dit, self.plan.schedule, self.plan.geometry
+        num_steps, first = schedule.num_steps, block_range.start
+        latents: dict[int, torch.Tensor] = {}  # blocks in flight: x at their next step
+        for wave in range(first, block_range.stop + num_steps - 1):
+            calls = [(wave - step, step) for step in range(num_steps) if wave - step in block_range]
+            for block, step in calls:
+                if step == 0:
+                    latents[block] = next(block_noise)
+            for group in _batches(calls, self.step_caches, geometry, self.limit):
+                inputs = [
+                    BlockInputs(
+                        latents[block],
+                        schedule.timesteps[step],
+                        self.cond.audio[..., VIDEO_FRAMES_PER_BLOCK * block : VIDEO_FRAMES_PER_BLOCK * (block + 1)],
+                        LATENT_FRAMES_PER_BLOCK * block,
+                        self.drawn[block * num_steps + step],
+                    )
+                    for block, step in group
+                ]
+                caches = [self.step_caches[step] for _, step in group]
+                velocities = dit.denoise_blocks(inputs, caches, self.cond_cache)
+                for (block, step), velocity in zip(group, velocities):
+                    # x <- x + (sigma_{k+1} - sigma_k) v in fp32, stored in the model dtype (official loop).
+                    step_size = schedule.step_size(step)
+                    latents[block] = (latents[block].float() + step_size * velocity.float()).to(dit.dtype)
+            finished = wave - (num_steps - 1)
+            if finished >= first:
+                yield latents.pop(finished)
 
 
 def _block_noise(noise: NoiseSource, geometry: ClipGeometry, dit: CausalS2VDiT) -> Iterator[torch.Tensor]:
