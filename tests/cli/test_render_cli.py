@@ -172,3 +172,9 @@ def test_steps_past_the_model_limit_stop_plan_and_render_before_any_job(project)
         assert result.exit_code == 2, result.output
         assert "--steps 5 is outside 1..4" in result.output
     assert not project.library.exists()
+
+
+def test_sink_refresh_flag_asks_for_new_videos_only_when_on(project):
+    assert invoke("render", project.catalogue, "--plain").exit_code == 0
+    assert invoke("plan", project.catalogue, "--no-sink-refresh").exit_code == 0  # off: the same job ids
+    assert invoke("plan", project.catalogue, "--sink-refresh").exit_code == 2

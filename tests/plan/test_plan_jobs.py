@@ -90,6 +90,7 @@ def test_id_unchanged_by_settings_that_do_not_change_pixels(tmp_path: Path):
         ("precision", "fp8"),
         ("renderer", "liveavatar"),
         ("preset", "high"),
+        ("sink_refresh", True),
     ],
 )
 def test_id_changes_with_each_hashed_setting(tmp_path: Path, field, value):

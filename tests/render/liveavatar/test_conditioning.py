@@ -162,7 +162,8 @@ def test_refreshed_sink_follows_the_official_online_decode(vae, pixels, latent_f
     official_ref, official_motion = official_refresh(vae, pixels, clip)
     assert ref.shape == (16, 1, PX // 8, PX // 8) and motion.shape == (16, DIT_MOTION_LATENTS, PX // 8, PX // 8)
     assert torch.equal(ref, official_ref)  # clip 0's first generated latent frame
-    torch.testing.assert_close(motion, official_motion, rtol=0, atol=1e-6)
+    # The stream decode batches latents per call, so it equals the one-shot decode to rounding.
+    torch.testing.assert_close(motion, official_motion, rtol=0, atol=1e-5)
     # The decoded frames reach the newest motion latents; the still portrait no longer fills them.
     assert not torch.equal(motion[:, -1], motion_latents(vae, pixels)[:, -1])
 

@@ -364,3 +364,26 @@ def test_memory_does_not_grow_with_the_number_of_clips(renderer, settings, files
     growth, frames = _rss_growth_while_pulling(renderer, request_for(files, settings, 14.0))
     assert frames == 350
     assert growth < 6 * 2**20, growth
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
+def test_memory_stays_flat_with_the_sink_refresh(renderer, settings, files):
+    """The refresh path (clip 0 kept for its re-encode, a second prefill) over the
+    same 8-clip answer: clip 0's latents and the refresh's decode are gone before
+    the baseline at frame 60, and nothing grows after it."""
+    request = request_for(files, replace(settings, sink_refresh=True), 14.0)
+    _rss_growth_while_pulling(renderer, request)  # warm allocator and caches
+    growth, frames = _rss_growth_while_pulling(renderer, request)
+    assert frames == 350
+    assert growth < 6 * 2**20, growth
+
+
+def test_sink_refresh_changes_only_the_clips_after_the_first(renderer, settings, files):
+    plain, _ = render(renderer, request_for(files, settings, 5.0))
+    refreshed, _ = render(renderer, request_for(files, replace(settings, sink_refresh=True), 5.0))
+    assert len(refreshed) == len(plain) == 125  # 3 clips, trimmed to the speech
+    first = np.stack(plain[:48]).astype(int) - np.stack(refreshed[:48])
+    assert np.abs(first).max() <= 1  # the same latents, up to the rounding of other batch sizes
+    later = np.stack(plain[48:]).astype(int) - np.stack(refreshed[48:])
+    # The tiny random DiT leans little on its sink; without the refresh the difference would be <= 1.
+    assert np.abs(later).max() > 1 and np.abs(later).mean() > 0.4

@@ -24,7 +24,9 @@
   the VAE encoding of the official 365-frame "last frames" buffer: 320 copies
   of the portrait, then the last 45 frames of clip 0 as the official full
   decode of [92 still-video latents, clip 0] gives them (its first 3 frames of
-  the clip dropped). `refreshed_sink` computes both, once per job.
+  the clip dropped). `refreshed_sink` computes both, once per job; the decode
+  runs as a stream decoder primed with the 92 latents, so only the clip's
+  frames are ever held.
 
 The results are a frozen `Conditioning`; nothing here samples.
 """
@@ -140,11 +142,16 @@ def refreshed_sink(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> tup
 
     pixels: the portrait (3, H, W); clip_latents: clip 0's denoised latents (16, F, h, w)."""
     frames_per_clip = FRAMES_PER_LATENT * clip_latents.shape[1]
-    still = still_video_latents(vae, pixels).to(vae.device)
-    decoded = vae.decode(torch.cat([still, clip_latents.to(still)], dim=1)[None])  # (1, 3, 365 + F, H, W)
-    clip_frames = decoded[:, :, -frames_per_clip:][:, :, REFRESH_DROPPED_FRAMES:]
+    # A stream decoder primed with the still latents gives the clip's frames of the official
+    # one-shot decode without holding the 365 frames before them on the device.
+    decoder = vae.stream_decoder()
+    decoder.prime(still_video_latents(vae, pixels)[None])
+    clip_frames = decoder.decode_chunk(clip_latents.float()[None])[:, :, -frames_per_clip:]
+    clip_frames = clip_frames[:, :, REFRESH_DROPPED_FRAMES:].cpu()
+    del decoder
     kept = min(MOTION_VIDEO_FRAMES, clip_frames.shape[2])
-    portrait = _still_video(pixels.to(clip_frames), OFFICIAL_MOTION_FRAMES - kept)
+    # Assembled on the host: `encode` moves it to the device in the VAE's dtype.
+    portrait = _still_video(pixels.float().cpu(), OFFICIAL_MOTION_FRAMES - kept)
     last_frames = torch.cat([portrait, clip_frames[:, :, -kept:]], dim=2)  # (1, 3, 365, H, W)
     motion = vae.encode(last_frames)[0, :, -DIT_MOTION_LATENTS:]
     reference = clip_latents[:, :1].float()
