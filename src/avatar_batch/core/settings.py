@@ -62,7 +62,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """ "704*384" -> (704, 384). The product is what counts (the spec's §6.2)."""
+    """ "704*384" -> (704, 384). The product is what counts (docs/model.md §6.2)."""
     match = SIZE_PATTERN.match(str(text))
     if not match:
         raise UsageError(f"size {text!r} is not WIDTH*HEIGHT, e.g. '704*384'")

@@ -1,4 +1,4 @@
-"""Video size from a size *area* and the persona image's aspect ratio (spec §6.2).
+"""Video size from a size *area* and the persona image's aspect ratio (docs/model.md §6.2).
 
 The user's `--size W*H` contributes only its pixel area. Height and width
 follow the image's aspect ratio, rounded up to multiples of 64 (the VAE's 8x

@@ -3,7 +3,7 @@
 Resize so the short side matches the target's short side (bilinear,
 antialiased), then centre-crop to the target. When the resized image is
 narrower than the target in one dimension the official Live Avatar pipeline
-pads with black bars (spec §0.6); `pad_mode="black"` reproduces that for
+pads with black bars (docs/model.md §0.6); `pad_mode="black"` reproduces that for
 parity, `pad_mode="cover"` scales up just enough to fill the frame instead.
 """
 

@@ -1,5 +1,5 @@
-"""Per-job conditioning: clip counts from the speech length (spec §3.3 table), the
-portrait in pixels, the reference and motion latents (spec §2.8, with the
+"""Per-job conditioning: clip counts from the speech length (docs/model.md §3.3 table), the
+portrait in pixels, the reference and motion latents (docs/model.md §2.8, with the
 fixed-point shortcut checked against the official 365-frame encode), the text
 context (prompt only) and the per-frame audio features, on the tiny networks."""
 
@@ -57,7 +57,7 @@ def pixels(tmp_path_factory) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "duration_s, clips", [(1.0, 1), (1.95, 2), (5.0, 3), (10.0, 6), (37.3, 20)]
-)  # spec §3.3 worked examples
+)  # docs/model.md §3.3 worked examples
 def test_clip_count_follows_the_speech_length(duration_s, clips):
     assert clips_for_speech(round(duration_s * 16_000), 48) == clips
 
@@ -139,7 +139,7 @@ def test_motion_falls_back_to_the_official_encode_when_the_probe_has_not_settled
 
 
 def official_refresh(vae, pixels: torch.Tensor, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official clip-0 post-process with `--enable_online_decode`, step by step (spec §2.9.3, §5)."""
+    """The official clip-0 post-process with `--enable_online_decode`, step by step (docs/model.md §2.9.3, §5)."""
     frames_per_clip = 4 * clip.shape[1]
     last_frames = pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX)  # 5 x 73 copies
     motion_92 = vae.encode(last_frames)

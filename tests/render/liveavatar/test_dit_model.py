@@ -1,6 +1,6 @@
 """The causal S2V DiT on the tiny config: key names, entry points, caches and the
 causal invariants (a later block never changes an earlier one; cached == one
-uncached pass over the history; the sink reference rolls as spec §2.9 says)."""
+uncached pass over the history; the sink reference rolls as docs/model.md §2.9 says)."""
 
 from __future__ import annotations
 

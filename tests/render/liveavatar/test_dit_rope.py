@@ -1,5 +1,5 @@
 """RoPE of the DiT: axis split, agreement with a complex-table rotation, relative
-positions, negative times and the fp16 multiplier rounding (spec §2.5)."""
+positions, negative times and the fp16 multiplier rounding (docs/model.md §2.5)."""
 
 from __future__ import annotations
 

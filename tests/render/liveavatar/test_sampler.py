@@ -2,7 +2,7 @@
 
 Checked: cached block-by-block sampling equals a reference that rebuilds each
 step cache from the recorded history before every call (across clips and a
-wrapped ring); the call conventions of spec §6.4 (noise, step caches, first
+wrapped ring); the call conventions of docs/model.md §6.4 (noise, step caches, first
 frames, audio slices, sink distances); seeds; causality; streamed decode ==
 one-shot decode; nothing accumulates while frames are pulled.
 """

@@ -1,5 +1,5 @@
 """Speech features of Live Avatar: wav2vec2 hidden states at 50 Hz, aligned to
-25 fps video frames (spec §3).
+25 fps video frames (docs/model.md §3).
 
 The model half (`AudioEncoder`) runs transformers' Wav2Vec2ForCTC from the
 checkpoint's `wav2vec2-large-xlsr-53-english/` folder. The alignment half
@@ -35,7 +35,7 @@ FEATURE_RATE_HZ = 50  # one wav2vec2 frame per 320 samples at 16 kHz
 RESAMPLED_RATE_HZ = 30  # the official pipeline's intermediate "video rate"
 DEFAULT_FRAMES_PER_CLIP = 48
 
-# The 7-layer conv feature extractor of wav2vec2 (spec §3.2): total hop 320 samples.
+# The 7-layer conv feature extractor of wav2vec2 (docs/model.md §3.2): total hop 320 samples.
 CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 POS_CONV_KERNEL = 128
@@ -244,7 +244,7 @@ class AudioEncoder:
     @torch.no_grad()
     def features(self, samples_16k: np.ndarray) -> torch.Tensor:
         """State 0 is the input of layer 1, states 1..L-1 the outputs of layers
-        1..L-1, state L the output of layer L after the final LayerNorm (spec §3.2).
+        1..L-1, state L the output of layer L after the final LayerNorm (docs/model.md §3.2).
         transformers >= 5 records layer L's output before that LayerNorm, so the
         last state is taken from `last_hidden_state`, which is after it in every version."""
         values = self.feature_extractor(

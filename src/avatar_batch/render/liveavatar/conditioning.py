@@ -1,13 +1,13 @@
-"""Everything the sampler is conditioned on, computed once per job (spec §2.8, §3, §4, §6.2).
+"""Everything the sampler is conditioned on, computed once per job (docs/model.md §2.8, §3, §4, §6.2).
 
 * Text: umT5 on the rendered prompt only. The official pipeline also encodes
-  a negative prompt that the causal sampler never reads (spec §0.10); we skip it.
+  a negative prompt that the causal sampler never reads (docs/model.md §0.10); we skip it.
 * Audio: wav2vec2 hidden states at 50 Hz, linearly resampled to 30 Hz and
-  picked per 25 fps video frame (spec §3.3), zeros past the end of the speech.
+  picked per 25 fps video frame (docs/model.md §3.3), zeros past the end of the speech.
   The clip count `floor(N30 / 57.6) + 1` follows from the sample count alone,
   so the video geometry is known before any model runs.
 * Reference latent: the 2nd latent of the VAE encoding of the portrait
-  repeated 5 times (the "static video" latent, spec §0.5).
+  repeated 5 times (the "static video" latent, docs/model.md §0.5).
 * Motion latents: the official path encodes the portrait repeated 365 times
   (92 latents) and the DiT reads the newest 19. The causal VAE encoder has a
   finite temporal receptive field, so on a still picture its latents reach an
@@ -18,7 +18,7 @@
   frames. The 73-frame variant of the multi-GPU path is NOT used: its 19
   latents include the start-up transient, a different DiT input.
 
-* Sink refresh (optional, `sink_refresh`; spec §2.9.3, the official
+* Sink refresh (optional, `sink_refresh`; docs/model.md §2.9.3, the official
   `--enable_online_decode` path): after clip 0 the reference latent becomes
   clip 0's first latent frame, and the motion latents become the newest 19 of
   the VAE encoding of the official 365-frame "last frames" buffer: 320 copies
@@ -75,7 +75,7 @@ class Conditioning:
 
 
 def clips_for_speech(num_samples_16k: int, frames_per_clip: int, cap: int | None = None) -> int:
-    """Clips the speech needs (spec §3.3), at most `cap` (the `num_clip` setting)."""
+    """Clips the speech needs (docs/model.md §3.3), at most `cap` (the `num_clip` setting)."""
     needed = num_clips(num_30hz_frames(num_audio_frames(num_samples_16k)), frames_per_clip)
     return needed if cap is None else max(1, min(cap, needed))
 
@@ -99,7 +99,7 @@ def audio_frames(audio_encoder, samples_16k: np.ndarray, num_video_frames: int) 
 
 
 def portrait_pixels(image_path: Path, height_px: int, width_px: int, pad_mode: str) -> torch.Tensor:
-    """(3, H, W) fp32 in [-1, 1]: the portrait fitted to the video size (spec §6.2.2)."""
+    """(3, H, W) fp32 in [-1, 1]: the portrait fitted to the video size (docs/model.md §6.2.2)."""
     frame = fit_frame(load_rgb(image_path), height_px, width_px, pad_mode=pad_mode)  # (H, W, 3) uint8
     pixels = torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0
     return pixels * 2.0 - 1.0

@@ -6,7 +6,7 @@ folder written by `weights tiny` build through the same code. The T5 and VAE
 checkpoints are bare `.pth` state dicts with no config: their sizes are read
 off the tensor shapes (`checkpoint/sizes.py` reads every size of a folder).
 
-Two named configs exist: `14b` (the released numbers, spec §2.1, §4, §5) and
+Two named configs exist: `14b` (the released numbers, docs/model.md §2.1, §4, §5) and
 `tiny` (same structure, few layers and small widths, for CPU tests and CI).
 """
 
@@ -86,7 +86,7 @@ class DiTConfig:
 
 @dataclass(frozen=True)
 class T5Sizes:
-    """umT5-XXL encoder (Wan-native `.pth`), spec §4. `text_len` is the DiT
+    """umT5-XXL encoder (Wan-native `.pth`), docs/model.md §4. `text_len` is the DiT
     config's: the official pipeline builds the encoder with it."""
 
     vocab: int = 256384
@@ -101,7 +101,7 @@ class T5Sizes:
 
 @dataclass(frozen=True)
 class VaeSizes:
-    """Wan2.1 VAE, spec §5."""
+    """Wan2.1 VAE, docs/model.md §5."""
 
     dim: int = 96
     z_dim: int = 16
@@ -113,7 +113,7 @@ class VaeSizes:
 
 @dataclass(frozen=True)
 class AudioSizes:
-    """wav2vec2-large-xlsr-53-english, spec §3.2. The DiT consumes all
+    """wav2vec2-large-xlsr-53-english, docs/model.md §3.2. The DiT consumes all
     `num_layers + 1` hidden states, so a tiny encoder keeps 24 layers."""
 
     hidden_size: int = 1024

@@ -16,6 +16,7 @@ squared channel planes is a plain elementwise pass.
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +29,14 @@ def conv3d_by_planes(conv: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bia
     depth = weight.shape[2]
     stride_t, dilation_t = conv.stride[0], conv.dilation[0]
     out_frames = (frames - dilation_t * (depth - 1) - 1) // stride_t + 1
-    total = None
+    total: torch.Tensor | None = None
     for k in range(depth):
         start = k * dilation_t
         shifted = x[:, :, start : start + stride_t * (out_frames - 1) + 1 : stride_t]  # (B, C, T', H, W)
         planes = shifted.transpose(1, 2).reshape(batch * out_frames, channels, *x.shape[3:])
         y = F.conv2d(planes, weight[:, :, k], None, conv.stride[1:], 0, conv.dilation[1:], conv.groups)
         total = y if total is None else total.add_(y)
+    assert total is not None  # a Conv3d kernel has depth >= 1
     if bias is not None:
         total = total + bias.view(1, -1, 1, 1)
     out = total.reshape(batch, out_frames, *total.shape[1:])  # (B, T', O, H', W')
@@ -47,7 +49,7 @@ def _planes_forward(self: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bias
     return conv3d_by_planes(self, x, weight, bias)
 
 
-def _channel_rms_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _channel_rms_forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # diffusers' WanRMS_norm
     if x.device.type != "cpu" or x.dtype != torch.float32 or not self.channel_first:
         return type(self).forward(self, x)
     # F.normalize: x / max(||x||_2, 1e-12) over channels.
@@ -74,6 +76,6 @@ def use_plane_convs(model: nn.Module) -> int:
     switched = 0
     for module in model.modules():
         if isinstance(module, nn.Conv3d) and tuple(module.padding) == (0, 0, 0) and module.padding_mode == "zeros":
-            module._conv_forward = types.MethodType(_planes_forward, module)
+            module._conv_forward = types.MethodType(_planes_forward, module)  # type: ignore[method-assign]
             switched += 1
     return switched

@@ -1,4 +1,4 @@
-"""Limits of the released model, checked before any GPU work (spec §0, §6.2).
+"""Limits of the released model, checked before any GPU work (docs/model.md §0, §6.2).
 
 Each violated limit is a UsageError that says which setting to change, because
 the alternative is a crash deep inside the sink prefill or the RoPE table
@@ -24,7 +24,7 @@ ROPE_TIME_POSITIONS = 45_000
 # The reference is placed up to 30 latent frames ahead of the current block.
 MAX_SINK_LEAD = 30
 # The sink cache holds 2800 tokens and the sink needs 2.5 tokens per
-# (16x16 px) cell, so H*W <= 2800 / 2.5 * 256 = 286,720 px (spec §0.7).
+# (16x16 px) cell, so H*W <= 2800 / 2.5 * 256 = 286,720 px (docs/model.md §0.7).
 MAX_MODEL_AREA_PX = 286_720
 # The DMD LoRA was distilled for at most 4 steps, and the sampler keeps one KV cache per step.
 MAX_SAMPLE_STEPS = 4

@@ -1,4 +1,4 @@
-"""The Live Avatar DMD LoRA (`liveavatar.safetensors`, spec §1.3): read, check, merge, write.
+"""The Live Avatar DMD LoRA (`liveavatar.safetensors`, docs/model.md §1.3): read, check, merge, write.
 
 Targets are the `nn.Linear` modules whose name equals, or ends with "." plus,
 one of q, k, v, o, ffn.0, ffn.2 (peft's rule): on the 14B DiT the 40 blocks'

@@ -1,7 +1,7 @@
 """Where the Live Avatar networks live between uses, and what happens when memory runs out.
 
 `ComponentHost` holds the helper networks (umT5, wav2vec2, the VAE) and lends
-each one on the compute device for its work (spec §6.6):
+each one on the compute device for its work (docs/model.md §6.6):
 
 * offload "none": every component stays on the compute device;
 * offload "model": components wait on the CPU and visit the GPU only while

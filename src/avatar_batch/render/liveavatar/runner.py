@@ -20,7 +20,7 @@ about the renderer protocol or the batch; `renderer.py` adapts it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +219,7 @@ class LiveAvatarRunner:
 
     def frames(
         self, cond: Conditioning, plan: JobPlan, options: SamplerOptions, clock: PhaseClock
-    ) -> Iterator[np.ndarray]:
+    ) -> Generator[np.ndarray, None, None]:
         """Every frame of the job's clips (48·N minus `drop_first_frames`), generated on demand.
         The VAE stays on the compute device until the caller stops pulling."""
         with self._host().lend("vae") as vae:

@@ -1,4 +1,4 @@
-"""The causal block sampler of Live Avatar (spec §6.4) and its streaming decode.
+"""The causal block sampler of Live Avatar (docs/model.md §6.4) and its streaming decode.
 
 Generation, per job (conditioning comes ready from `conditioning.py`):
 
@@ -8,9 +8,9 @@ Generation, per job (conditioning comes ready from `conditioning.py`):
    from a `torch.Generator` seeded `seed + r`, always on the CPU in float32
    and then cast to the model's dtype and device, so a CPU run and a GPU run
    start from the same numbers. (The official script draws bf16 on a CUDA
-   generator; its numbers differ from any CPU draw, spec §12.)
+   generator; its numbers differ from any CPU draw, docs/model.md §12.)
 3. Per block b of the clip (3 latent frames, 12 video frames), K Euler
-   steps: step k uses step-cache k ("timestep forcing", spec §0.2),
+   steps: step k uses step-cache k ("timestep forcing", docs/model.md §0.2),
    `first_frame = 3·(r·B + b)`, the block's 12 audio frames, and
    `x ← x + (σ_{k+1} − σ_k)·v` computed in fp32 and stored in the model dtype,
    as the official loop does (a no-op round in fp32). The official loop runs
@@ -19,11 +19,11 @@ Generation, per job (conditioning comes ready from `conditioning.py`):
    call (see `sample_blocks`).
 4. The sink distance d of every denoising call is drawn from a dedicated
    `random.Random(seed)` with `randint(4, 30)`, so a seed reproduces a video
-   (the official draw is unseeded, spec §2.9), or fixed by `SamplerOptions`.
+   (the official draw is unseeded, docs/model.md §2.9), or fixed by `SamplerOptions`.
 
 Lip sync. The official single-GPU path drops the first 3 decoded frames and
 muxes the audio from t = 0, so its picture runs 3 frames (120 ms) ahead of the
-sound (spec §0.11). Here the VAE stream decoder is primed with motion latents
+sound (docs/model.md §0.11). Here the VAE stream decoder is primed with motion latents
 first, so every block decodes to exactly 12 frames that belong to the block's
 12 audio frames, and nothing is dropped: the stream is 48·N frames and frame
 k shows audio frame k from t = 0. `drop_first_frames=3` restores the official
@@ -49,7 +49,7 @@ from avatar_batch.render.liveavatar.schedule import Schedule
 
 SINK_DISTANCE_RANGE = (4, 30)  # inclusive, the official randint bounds
 LATENT_CHANNELS = 16
-# The TPP path's stream decoder is primed with 7 motion latents (spec §5).
+# The TPP path's stream decoder is primed with 7 motion latents (docs/model.md §5).
 DEFAULT_PRIME_LATENTS = 7
 
 
@@ -62,7 +62,7 @@ class SamplerOptions:
     drop_first_frames: frames dropped at the start of the video; 0 keeps the
         picture aligned with the sound, 3 reproduces the official 120 ms lead.
     pad_mode: "cover" fills the frame (scales the portrait up just enough);
-        "black" reproduces the official black side bars (spec §0.6).
+        "black" reproduces the official black side bars (docs/model.md §0.6).
     decoder_prime_latents: motion latents fed to the stream decoder before the
         first block, so it starts from the portrait's context, as the TPP path does.
     """

@@ -1,4 +1,4 @@
-"""The DMD Euler schedule (spec §6.3): flow-matching sigmas with shift 3.
+"""The DMD Euler schedule (docs/model.md §6.3): flow-matching sigmas with shift 3.
 
 Live Avatar samples with diffusers' FlowMatchEulerDiscreteScheduler at
 num_train_timesteps=1000 and shift=3, no CFG. Its numbers reduce to a closed

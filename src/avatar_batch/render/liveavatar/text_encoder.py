@@ -1,4 +1,4 @@
-"""umT5-XXL text encoder of Live Avatar (spec §4), run as transformers' UMT5EncoderModel.
+"""umT5-XXL text encoder of Live Avatar (docs/model.md §4), run as transformers' UMT5EncoderModel.
 
 The checkpoint is the Wan-native `models_t5_umt5-xxl-enc-bf16.pth`, a bare
 state dict without a config. Its sizes are read from the tensor shapes and the

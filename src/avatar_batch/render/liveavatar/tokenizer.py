@@ -1,4 +1,4 @@
-"""The umT5 tokenizer folder (`<ckpt>/google/umt5-xxl/`) and prompt cleaning (spec §4).
+"""The umT5 tokenizer folder (`<ckpt>/google/umt5-xxl/`) and prompt cleaning (docs/model.md §4).
 
 Knows how to clean a prompt the way the official pipeline does, how to load
 the tokenizer folder offline, and how to write a small stand-in folder for

@@ -1,4 +1,4 @@
-"""Wan2.1 video VAE of Live Avatar (spec §5), run as diffusers' AutoencoderKLWan.
+"""Wan2.1 video VAE of Live Avatar (docs/model.md §5), run as diffusers' AutoencoderKLWan.
 
 The checkpoint is the Wan-native `Wan2.1_VAE.pth` (fp32, no config). One walk
 over the architecture (`_layout`) yields every tensor's Wan key, diffusers key
@@ -36,7 +36,7 @@ VAE_FILENAME = VAE_NAME
 VAE_DTYPE = "float32"
 VIDEO_CHANNELS = 3
 
-# Per-channel latent statistics of the released VAE (spec §5; z_dim 16 only).
+# Per-channel latent statistics of the released VAE (docs/model.md §5; z_dim 16 only).
 # VAE_LATENT_CHANNELS (checkpoint/sizes.py) is their length.
 LATENTS_MEAN = (
     -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,

@@ -1,6 +1,6 @@
 """`download_checkpoint(root, hub)`: fetch the official weights into a checkpoint root.
 
-Exactly the files the runner reads (spec §1.2-1.4), named by `layout`:
+Exactly the files the runner reads (docs/model.md §1.2-1.4), named by `layout`:
 1. from `Wan-AI/Wan2.2-S2V-14B` into ROOT/Wan2.2-S2V-14B/: config.json, the
    shard index, the umT5 .pth, the tokenizer folder, the Wan2.1 VAE .pth and
    the wav2vec2 folder; then the DiT shards the downloaded index names (so no

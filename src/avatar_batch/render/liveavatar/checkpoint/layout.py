@@ -1,4 +1,4 @@
-"""Where every Live Avatar weight file lives under a weights root (spec §1.2, §1.3).
+"""Where every Live Avatar weight file lives under a weights root (docs/model.md §1.2, §1.3).
 
     ROOT/Wan2.2-S2V-14B/config.json
                         diffusion_pytorch_model.safetensors.index.json

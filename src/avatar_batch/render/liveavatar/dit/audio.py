@@ -1,5 +1,5 @@
-"""Audio conditioning inside the DiT: the causal audio encoder (spec §3.4) and
-the audio injectors (spec §2.6), under the official key names
+"""Audio conditioning inside the DiT: the causal audio encoder (docs/model.md §3.4) and
+the audio injectors (docs/model.md §2.6), under the official key names
 (`casual_audio_encoder.*` keeps the official spelling, `audio_injector.*`).
 
 The encoder turns the 25 stacked wav2vec2 hidden states of a block's video
@@ -126,5 +126,5 @@ class AudioInjector(nn.Module):
         frames = audio_global.shape[0]
         tokens = x.reshape(frames, x.shape[1] // frames, x.shape[2])
         u = self.injector_adain_layers[index](tokens, audio_global).to(x.dtype)
-        residual = self.injector[index].cross(u, audio_local)  # (F, n, dim)
+        residual = self.injector[index].cross(u, audio_local)  # type: ignore[operator]  # (F, n, dim)
         return x + residual.reshape(x.shape)

@@ -1,4 +1,4 @@
-"""One transformer block of the causal S2V DiT (spec §2.3), official key names.
+"""One transformer block of the causal S2V DiT (docs/model.md §2.3), official key names.
 
 Tokens come in G equal groups (one per latent frame for a noisy block, one
 group for the sink) and each group has its own six modulation vectors

@@ -1,4 +1,4 @@
-"""The DiT's attention caches (spec §2.7), as small explicit records.
+"""The DiT's attention caches (docs/model.md §2.7), as small explicit records.
 
 * `CondCache`: one per video. The sink prefill stores, per layer, the
   UN-rotated keys and the values of the reference + motion tokens, with their
@@ -69,7 +69,7 @@ class TokenGrid:
 
     @property
     def sink_tokens(self) -> int:
-        """Reference (1 frame) + FramePack motion tokens: 2.5 frames' worth (spec §2.7a)."""
+        """Reference (1 frame) + FramePack motion tokens: 2.5 frames' worth (docs/model.md §2.7a)."""
         motion = sum(
             (latents // kt) * (self.latent_height // kh) * (self.latent_width // kw)
             for latents, (kt, kh, kw) in zip(BUCKET_LATENTS, BUCKET_KERNELS)

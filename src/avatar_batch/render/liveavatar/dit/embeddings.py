@@ -1,4 +1,4 @@
-"""Timestep sinusoid, fp32 Linears, the output head and unpatchify (spec §2.2, §2.4).
+"""Timestep sinusoid, fp32 Linears, the output head and unpatchify (docs/model.md §2.2, §2.4).
 
 The official model runs its time MLPs and head inside an fp32 autocast region,
 so their Linears compute in fp32 even when the weights are bf16;

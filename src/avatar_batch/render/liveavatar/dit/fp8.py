@@ -1,4 +1,4 @@
-"""fp8 (e4m3) linears for the DiT, as the released `--fp8` option does (spec §6.1).
+"""fp8 (e4m3) linears for the DiT, as the released `--fp8` option does (docs/model.md §6.1).
 
 Weights are quantised once, per tensor: s_w = 448 / max|W|, stored as
 float8_e4m3fn with their inverse scale; activations are quantised the same way

@@ -1,4 +1,4 @@
-"""FramePack motion conditioning (spec §2.8): the last 19 motion latents as sink tokens.
+"""FramePack motion conditioning (docs/model.md §2.8): the last 19 motion latents as sink tokens.
 
 The 19 newest latents are split oldest -> newest into 16 / 2 / 1 and patchified
 with growing kernels (4x8x8, 2x4x4, 1x2x2), so the distant past costs few

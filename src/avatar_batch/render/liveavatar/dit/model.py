@@ -1,4 +1,4 @@
-"""The causal speech-to-video DiT of Live Avatar (Wan2.2-S2V-14B + causal inference), spec §2.
+"""The causal speech-to-video DiT of Live Avatar (Wan2.2-S2V-14B + causal inference), docs/model.md §2.
 
 Parameter names equal the official checkpoint keys, so the released shards
 load with `strict=True`. There are no buffers: RoPE multipliers are computed
@@ -15,7 +15,7 @@ Two entry points, both under `torch.no_grad()`:
   block at one denoising step. Each layer writes its rotated keys and values
   into `step_cache` (the cache of that step) and attends to the written ring
   slots plus the sink keys, re-rotated with the reference placed at
-  `30 + max(0, f0 - (30 - sink_distance))` (spec §2.9). Returns the flow
+  `30 + max(0, f0 - (30 - sink_distance))` (docs/model.md §2.9). Returns the flow
   velocity v = noise - x0 for the block's latents. `denoise_blocks` runs
   several such calls, each with its own step cache, as one batch.
 
@@ -65,14 +65,14 @@ from avatar_batch.render.liveavatar.dit.rope import (
     rope_multipliers,
 )
 
-# The sink's reference latent sits at time position 30 at prefill (spec §2.5).
+# The sink's reference latent sits at time position 30 at prefill (docs/model.md §2.5).
 SINK_REF_TIME = 30
 LATENT_FRAMES_PER_BLOCK = 3
-# trainable_cond_mask rows: which kind of token (spec §2.2).
+# trainable_cond_mask rows: which kind of token (docs/model.md §2.2).
 NOISY, REFERENCE, MOTION = 0, 1, 2
 
 # Values the released model is built with and this implementation supports;
-# the official loader ignores several of them in config.json anyway (spec §12).
+# the official loader ignores several of them in config.json anyway (docs/model.md §12).
 _REQUIRED = {
     "model_type": "s2v",
     "patch_size": (1, 2, 2),
@@ -343,7 +343,7 @@ class CausalS2VDiT(nn.Module):
         latents = torch.stack([b.latents.to(device=self.device) for b in blocks])
         x = self._patchify(self.patch_embedding, latents)
         if self.cond_encoder is not None:
-            # An audio-only run feeds all-zero pose latents (spec §2.8): only the bias remains.
+            # An audio-only run feeds all-zero pose latents (docs/model.md §2.8): only the bias remains.
             cond = torch.stack(
                 [torch.zeros_like(b.latents) if b.cond_latents is None else b.cond_latents for b in blocks]
             )

@@ -1,7 +1,7 @@
 """Numeric choices of the DiT that trade exactness against the official outputs.
 
 The official implementation has two precision quirks that move its outputs by
-far more than fp32 round-off (spec §2.5, §12). Both are reproduced by default
+far more than fp32 round-off (docs/model.md §2.5, §12). Both are reproduced by default
 so a run matches the released model's behaviour; each can be switched off to
 get the cleaner arithmetic of upstream Wan.
 """

@@ -1,4 +1,4 @@
-"""3-D rotary position embedding of the causal S2V DiT (spec §2.5).
+"""3-D rotary position embedding of the causal S2V DiT (docs/model.md §2.5).
 
 Each attention head's channels form head_dim/2 adjacent (even, odd) pairs,
 rotated as complex numbers. The first pairs carry the token's latent-frame
