@@ -68,13 +68,45 @@ def parse_case(text: str) -> dict[str, Any]:
     }
 
 
-def _request(job_id: str, wav: Path, clips: int, settings):
+def write_portrait(size: str, out: Path) -> Path:
+    """The persona portrait cropped to the size's aspect and scaled to it, so '704*384'
+    renders 704x384 (a square portrait would render 512x512: the same area, other caches)."""
+    from PIL import Image
+
+    from avatar_batch.core.settings import parse_size
+
+    width_px, height_px = parse_size(size)
+    with Image.open(PORTRAIT) as image:
+        rgb = image.convert("RGB")
+    scale = max(width_px / rgb.width, height_px / rgb.height)
+    resized = rgb.resize((math.ceil(rgb.width * scale), math.ceil(rgb.height * scale)), Image.Resampling.LANCZOS)
+    left, top = (resized.width - width_px) // 2, (resized.height - height_px) // 2
+    resized.crop((left, top, left + width_px, top + height_px)).save(out)
+    return out
+
+
+def _request(job_id: str, wav: Path, portrait: Path, clips: int, settings):
     from avatar_batch.core.records import RenderRequest, SpeechTrack
 
     duration_s = clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1
     write_speech(wav, duration_s)
     speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "recording")
-    return RenderRequest(job_id, PORTRAIT, PROMPT, speech, replace(settings, num_clip=clips))
+    return RenderRequest(job_id, portrait, PROMPT, speech, replace(settings, num_clip=clips))
+
+
+def allocator_stats() -> dict[str, Any]:
+    """What the CUDA allocator went through: retries mean it freed its cache under
+    pressure (a synchronisation each), which a budget close to the peak causes."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    stats = torch.cuda.memory_stats()
+    return {
+        "alloc_retries": stats.get("num_alloc_retries", 0),
+        "device_allocs": stats.get("num_device_alloc", 0),
+        "peak_reserved_gib": round(stats.get("reserved_bytes.all.peak", 0) / 2**30, 2),
+    }
 
 
 def _run_job(renderer, request) -> dict[str, Any]:
@@ -108,12 +140,14 @@ def run_case(case: dict[str, Any], weights: Path, clips: int, scratch: Path) -> 
     )
     renderer = open_renderer(settings)
     renderer.identity()  # refuses, before loading, a run no placement fits
+    portrait = write_portrait(case["size"], scratch / f"portrait-{case['size'].replace('*', 'x')}.png")
     # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
-    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", clips, settings))
+    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", portrait, clips, settings))
     first_video_s = time.perf_counter() - started_s
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    measured = _run_job(renderer, _request("measured", scratch / "measured.wav", clips, settings))
+    measured = _run_job(renderer, _request("measured", scratch / "measured.wav", portrait, clips, settings))
+    allocator = allocator_stats()
     frames = measured["frames_out"]
     renderer.close()
     placement = measured.get("placement") or {}
@@ -130,6 +164,7 @@ def run_case(case: dict[str, Any], weights: Path, clips: int, scratch: Path) -> 
         "peak_rss_gib": round(max(warm["peak_rss_gib"], measured["peak_rss_gib"]), 2),
         "h2d_gib_per_frame": round(measured.get("h2d_gib", 0.0) / max(1, frames), 4),
         "frames": frames,
+        "allocator": allocator,
         "measured_telemetry": measured,
     }
 

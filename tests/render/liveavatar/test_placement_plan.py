@@ -17,7 +17,9 @@ from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
 from avatar_batch.render.liveavatar.dit.fp8 import KEEP_IN_BF16
 from avatar_batch.render.liveavatar.memory_model import (
     GIB,
+    activation_bytes,
     block_params,
+    decoder_bytes,
     injector_params,
     layer_params,
     model_bytes,
@@ -140,7 +142,8 @@ def test_decisions_make_sense_at_each_card_size():
     at_24 = plan_placement(request(budget_gib=24))
     assert at_24.offload == "blocks" and at_24.streams_dit and at_24.streams_kv
     small_24 = plan_placement(request("384*256", budget_gib=24))
-    assert small_24.streams_dit and not small_24.streams_kv  # the caches of 384*256 fit beside some layers
+    # The step caches of 384*256 fit beside some layers and the side decoder's room.
+    assert small_24.streams_dit and small_24.kv_steps_resident == small_24.kv_steps_total
     for size in SIZES:
         resident = [plan_placement(request(size, budget_gib=g)).dit_layers_resident for g in (24, 40, 48, 80)]
         assert resident[-1] == 40 and all(r >= 0 for r in resident)
@@ -234,3 +237,16 @@ def test_runner_precision_check_names_the_gpu_and_the_8_bit_option(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA RTX A6000")
     with pytest.raises(UsageError, match=r"RTX A6000 is sm 8\.6.*--weight-format fp8 --precision bf16"):
         check_precision("fp8", Runtime(torch.device("cuda"), torch.bfloat16))
+
+
+def test_streamed_placements_reserve_the_side_decoders_room_beside_the_activations():
+    """A streamed placement fills the budget; the decoder then works beside the sampler
+    only if the plan kept its room (resident ones keep the larger of the two, as measured)."""
+    at_48 = request(budget_gib=48)
+    streamed = plan_placement(at_48)
+    assert streamed.offload == "blocks"
+    found = estimate(at_48, knobs_of(streamed), 1)
+    activations = activation_bytes(CONFIG_14B.dit, SIZES["704*384"], 2, False)
+    assert found.gpu["activations"] == activations + decoder_bytes(SIZES["704*384"], 1)
+    resident = estimate(request(), knobs_of(plan_placement(request())), 1)
+    assert resident.gpu["activations"] == max(activations, decoder_bytes(SIZES["704*384"], 1))

@@ -7,7 +7,8 @@ each one on the compute device for its work (docs/model.md §6.6):
 * offload "model": components wait on the CPU and visit the GPU only while
   they work, as the official single-GPU path does with `offload_model`. The
   VAE visits for the reference encode and stays for the whole streaming
-  decode of the job (0.25 GB), then goes back.
+  decode of the job (0.25 GB), then goes back. The runner's movers
+  (visits.py) keep one pinned host copy, so a return copies nothing back.
 
 The DiT is not hosted here: it is resident for the run (the official path
 never offloads it either). The host is the seam where block-level DiT offload

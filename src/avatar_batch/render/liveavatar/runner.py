@@ -65,6 +65,7 @@ from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
 from avatar_batch.render.liveavatar.vae import Vae, load_vae
+from avatar_batch.render.liveavatar.visits import PinnedVisits, encoder_mover
 
 PORTRAIT_CACHE_ENTRIES = 8
 
@@ -95,9 +96,14 @@ class JobPlan:
     sink_refresh: bool = False  # re-seed the sink from clip 0's output (settings.sink_refresh)
 
 
-def move_vae(vae: Vae, device: torch.device) -> Vae:
-    """A `Vae` on `device` (its latent statistics are made for one device)."""
-    return Vae(vae.model.to(device), vae.sizes, device, vae.dtype)
+def vae_mover(visits: PinnedVisits):
+    """Mover for the VAE: a new `Vae` on the device (its latent statistics are made for one device)."""
+
+    def move(vae: Vae, device: torch.device) -> Vae:
+        visits.move(vae.model, device)
+        return Vae(vae.model, vae.sizes, device, vae.dtype)
+
+    return move
 
 
 class LiveAvatarRunner:
@@ -144,9 +150,10 @@ class LiveAvatarRunner:
         host = ComponentHost(device, offload)
         park = torch.device("cpu") if offload == "model" else device
         ckpt = self.layout.dit_dir
-        host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park)
-        host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park)
-        host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=move_vae)
+        visits = PinnedVisits()
+        host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
+        host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
+        host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=vae_mover(visits))
         self.copies = CopyEngine(device)
         placer = dit_placer(placement, self.copies)
         self.dit = load_dit(self.layout.root, device=device, dtype=dtype, placer=placer)

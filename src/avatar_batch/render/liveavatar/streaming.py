@@ -21,12 +21,13 @@ import torch
 
 from avatar_batch.render.liveavatar.memory import free_device_bytes
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
-from avatar_batch.render.liveavatar.vae import CHUNK_LATENTS, decode_bytes
+from avatar_batch.render.liveavatar.vae import decode_bytes
 
 # Free device memory kept beyond a block's decode before decoding beside the
 # sampler: the second stream cannot reuse the sampler's cached blocks, and the
 # sampler's own peak comes in the middle of a batch of calls.
 SIDE_DECODE_SLACK_BYTES = 2 * 2**30
+SIDE_DECODE_MIN_LATENTS = 1
 
 
 def to_uint8_video(video: torch.Tensor) -> torch.Tensor:
@@ -41,10 +42,13 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 
 def side_decode_fits(device: torch.device, height_px: int, width_px: int) -> bool:
-    """Whether a block can be decoded on a second stream without squeezing the sampler."""
+    """Whether a block can be decoded on a second stream without squeezing the sampler:
+    room for a one-latent decoder call (`latents_per_call` takes more where there is
+    room). A streamed placement reserves that room (placement_plan.estimate); decoding
+    a block at a time beside the sampler beats three latents at a time after it."""
     if device.type != "cuda":
         return False
-    need_bytes = decode_bytes(CHUNK_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
+    need_bytes = decode_bytes(SIDE_DECODE_MIN_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
     free_bytes = free_device_bytes(device)
     cached_bytes = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if free_bytes < need_bytes <= free_bytes + cached_bytes:

@@ -1,0 +1,26 @@
+"""The offload benchmark's pure parts: case parsing and a portrait of the case's aspect."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from benchmarks.render_offload import parse_case, write_portrait
+
+
+def test_a_case_names_size_steps_precision_budget_and_an_optional_weight_format():
+    assert parse_case("704*384:4:bf16:none") == {
+        "size": "704*384",
+        "steps": 4,
+        "precision": "bf16",
+        "budget_gib": None,
+        "weight_format": "auto",
+    }
+    assert parse_case("384*256:3:fp8:24:int8")["budget_gib"] == 24.0
+    assert parse_case("384*256:3:fp8:24:int8")["weight_format"] == "int8"
+
+
+def test_the_portrait_has_the_cases_width_and_height(tmp_path):
+    for size, expected in (("704*384", (704, 384)), ("384*256", (384, 256))):
+        out = write_portrait(size, tmp_path / f"{expected[0]}.png")
+        with Image.open(out) as image:
+            assert image.size == expected and image.mode == "RGB"
