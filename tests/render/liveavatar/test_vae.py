@@ -13,8 +13,11 @@ import torch
 from avatar_batch.core.errors import WeightsError
 from avatar_batch.render.liveavatar.checkpoint.sizes import infer_vae_sizes
 from avatar_batch.render.liveavatar.config import CONFIG_TINY, VaeSizes
+from avatar_batch.render.liveavatar.placement import Placement
+from avatar_batch.render.liveavatar.placement_plan import DECODER_CHUNKS
 from avatar_batch.render.liveavatar.text_encoder import load_pth, pth_shapes
 from avatar_batch.render.liveavatar.vae import (
+    CHUNK_LATENTS,
     LATENTS_MEAN,
     LATENTS_STD,
     VAE_FILENAME,
@@ -117,6 +120,31 @@ def test_streamed_decode_equals_one_shot_decode(vae):
     chunks = [stream.decode_chunk(latents[:, :, i : i + 3]) for i in range(0, 7, 3)]
     assert [chunk.shape[2] for chunk in chunks] == [1 + 4 * 2, 4 * 3, 4 * 1]
     torch.testing.assert_close(torch.cat(chunks, dim=2), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_a_stream_decoder_takes_no_more_latents_per_call_than_the_placement_reserved(vae, monkeypatch):
+    """The planner reserves room for `decoder_latents` per call; taking more (free memory
+    allowing) would eat the headroom the sampler needs."""
+    latents = _latents(7, seed=2)
+    whole = vae.decode(latents)
+    widths: list[int] = []
+    real = vae.model.decoder.forward
+
+    def counting(x, *args, **kwargs):
+        widths.append(x.shape[2])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(vae.model.decoder, "forward", counting)
+    stream = vae.stream_decoder(max_latents=1)
+    frames = torch.cat([stream.decode_chunk(latents[:, :, i : i + 3]) for i in range(0, 7, 3)], dim=2)
+    assert widths == [1] * 7
+    torch.testing.assert_close(frames, whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 1 latent"):
+        vae.stream_decoder(max_latents=0)
+
+
+def test_placements_default_to_the_decoders_chunk():
+    assert Placement.__dataclass_fields__["decoder_latents"].default == CHUNK_LATENTS == DECODER_CHUNKS[0]
 
 
 def test_primed_stream_yields_the_frames_after_the_context(vae):

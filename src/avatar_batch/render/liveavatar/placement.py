@@ -47,6 +47,9 @@ class Placement:
     host_pinned_bytes: int  # pinned host memory the plan keeps (streamed weights and caches)
     gpu_budget_bytes: int  # what the plan had to fit into
     host_budget_bytes: int
+    # The most latents one decoder call may take: the planner reserved room for this
+    # many, so the decoder must not take the headroom (it did, by +4 GiB at 704*384).
+    decoder_latents: int = 3
 
     @property
     def streams_dit(self) -> bool:

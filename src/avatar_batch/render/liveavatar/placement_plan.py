@@ -324,6 +324,7 @@ def _placement(request: PlacementRequest, knobs: Knobs, found: Estimate) -> Plac
         host_pinned_bytes=found.host_pinned_bytes,
         gpu_budget_bytes=request.machine.budget_bytes,
         host_budget_bytes=request.machine.host_available_bytes,
+        decoder_latents=found.decoder_latents,
     )
 
 

@@ -64,7 +64,7 @@ from avatar_batch.render.liveavatar.schedule import dmd_schedule
 from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
-from avatar_batch.render.liveavatar.vae import Vae, load_vae
+from avatar_batch.render.liveavatar.vae import CHUNK_LATENTS, Vae, load_vae
 from avatar_batch.render.liveavatar.visits import PinnedVisits, encoder_mover
 
 PORTRAIT_CACHE_ENTRIES = 8
@@ -237,8 +237,16 @@ class LiveAvatarRunner:
             prime = cond.motion_latents[:, -options.decoder_prime_latents :]
             # Decoding beside the sampler pays on CUDA; the frames are the same either way.
             yield from stream_frames(
-                blocks, vae.stream_decoder(), prime, clock, options.drop_first_frames, overlap=True
+                blocks,
+                vae.stream_decoder(self._decoder_latents()),
+                prime,
+                clock,
+                options.drop_first_frames,
+                overlap=True,
             )
+
+    def _decoder_latents(self) -> int:
+        return self.placement.decoder_latents if self.placement is not None else CHUNK_LATENTS
 
     def close(self) -> None:
         self.dit = None

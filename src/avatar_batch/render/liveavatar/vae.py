@@ -231,6 +231,10 @@ def load_vae(
 # --- running --------------------------------------------------------------------------
 
 
+# Latents per decoder call once streaming: one sampler block, 12 frames of activations.
+CHUNK_LATENTS = 3
+
+
 class Vae:
     """Video (B, 3, T, H, W) in [-1, 1] <-> normalised latents (B, 16, 1 + (T-1)/4, H/8, W/8)."""
 
@@ -278,12 +282,11 @@ class Vae:
             video = self.model.decode(self.denormalise(latents)).sample  # (B, 3, T, H, W)
         return video.float().clamp(-1.0, 1.0)
 
-    def stream_decoder(self) -> StreamDecoder:
-        return StreamDecoder(self)
+    def stream_decoder(self, max_latents: int = CHUNK_LATENTS) -> StreamDecoder:
+        """A decoder taking at most `max_latents` per call (the placement's reservation)."""
+        return StreamDecoder(self, max_latents)
 
 
-# Latents per decoder call once streaming: one sampler block, 12 frames of activations.
-CHUNK_LATENTS = 3
 # Peak live decoder memory per output frame and pixel: the full-resolution
 # upsampler's fp32 output of 192 channels (768 B) and about two more of its size
 # (a 704x384 call of 12 frames allocated 2.32 GiB for that output alone on an H100).
@@ -324,8 +327,11 @@ class StreamDecoder:
     chunk gives 1 + 4(n-1) frames, later chunks 4n.
     """
 
-    def __init__(self, vae: Vae):
+    def __init__(self, vae: Vae, max_latents: int = CHUNK_LATENTS):
+        if max_latents < 1:
+            raise ValueError(f"a decoder call takes at least 1 latent, not {max_latents}")
         self._vae = vae
+        self._max_latents = max_latents
         # One slot per causal conv, in call order; diffusers fills and reads them.
         self._feat_cache: list[Any] = [None] * _num_causal_convs(vae.model.decoder)
         self.num_latents_seen = 0
@@ -363,7 +369,7 @@ class StreamDecoder:
             height_px, width_px = self.frame_size_px(x)
             # Priming runs before the sampler allocates its caches: large transient
             # blocks then would fragment the cache they fill, so it goes latent by latent.
-            chunk = latents_per_call(x.device, height_px, width_px) if keep else 1
+            chunk = min(self._max_latents, latents_per_call(x.device, height_px, width_px)) if keep else 1
             if self.num_latents_seen == 0:
                 pieces = [x[:, :, :1], *x[:, :, 1:].split(chunk, dim=2)]
             else:
