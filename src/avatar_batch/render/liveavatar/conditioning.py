@@ -24,9 +24,9 @@
   the VAE encoding of the official 365-frame "last frames" buffer: 320 copies
   of the portrait, then the last 45 frames of clip 0 as the official full
   decode of [92 still-video latents, clip 0] gives them (its first 3 frames of
-  the clip dropped). `refreshed_sink` computes both, once per job; the decode
-  runs as a stream decoder primed with the 92 latents, so only the clip's
-  frames are ever held.
+  the clip dropped). `refreshed_sink` computes both, once per job, from
+  `refresh_frames` (a stream decoder primed with the 92 latents, so only the
+  clip's frames are ever held) and `refresh_motion_latents` (the re-encode).
 
 The results are a frozen `Conditioning`; nothing here samples.
 """
@@ -141,18 +141,27 @@ def refreshed_sink(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> tup
     """The sink after clip 0 (module doc): (reference (16, 1, h, w), motion (16, 19, h, w)), fp32.
 
     pixels: the portrait (3, H, W); clip_latents: clip 0's denoised latents (16, F, h, w)."""
+    frames = refresh_frames(vae, pixels, clip_latents)
+    return clip_latents[:, :1].float().contiguous(), refresh_motion_latents(vae, pixels, frames)
+
+
+def refresh_frames(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> torch.Tensor:
+    """(1, 3, 4F - 3, H, W) fp32 on the CPU: clip 0's frames as the official online decode keeps
+    them (decoded behind the 92 still-video latents, its first 3 frames dropped)."""
     frames_per_clip = FRAMES_PER_LATENT * clip_latents.shape[1]
     # A stream decoder primed with the still latents gives the clip's frames of the official
     # one-shot decode without holding the 365 frames before them on the device.
     decoder = vae.stream_decoder()
     decoder.prime(still_video_latents(vae, pixels)[None])
     clip_frames = decoder.decode_chunk(clip_latents.float()[None])[:, :, -frames_per_clip:]
-    clip_frames = clip_frames[:, :, REFRESH_DROPPED_FRAMES:].cpu()
-    del decoder
+    return clip_frames[:, :, REFRESH_DROPPED_FRAMES:].cpu()
+
+
+def refresh_motion_latents(vae, pixels: torch.Tensor, clip_frames: torch.Tensor) -> torch.Tensor:
+    """(16, 19, h, w) fp32: the newest 19 latents of the official 365-frame "last frames" buffer,
+    the portrait followed by the newest (at most 73) of `clip_frames` (1, 3, n, H, W)."""
     kept = min(MOTION_VIDEO_FRAMES, clip_frames.shape[2])
     # Assembled on the host: `encode` moves it to the device in the VAE's dtype.
     portrait = _still_video(pixels.float().cpu(), OFFICIAL_MOTION_FRAMES - kept)
-    last_frames = torch.cat([portrait, clip_frames[:, :, -kept:]], dim=2)  # (1, 3, 365, H, W)
-    motion = vae.encode(last_frames)[0, :, -DIT_MOTION_LATENTS:]
-    reference = clip_latents[:, :1].float()
-    return reference.contiguous(), motion.float().contiguous()
+    last_frames = torch.cat([portrait, clip_frames[:, :, -kept:].cpu()], dim=2)  # (1, 3, 365, H, W)
+    return vae.encode(last_frames)[0, :, -DIT_MOTION_LATENTS:].float().contiguous()
