@@ -208,6 +208,12 @@ class Command:
         return time.perf_counter() - self.started_s
 
 
+def case_limit_s(left_s: float, cases_left: int) -> float:
+    """An equal share of the time left, less the grace a stopped case takes to
+    end: a slow first case still leaves the second its turn before the deadline."""
+    return (left_s - STOP_GRACE_S) / cases_left
+
+
 def run_case(catalogue: Path, library: Path, setup: Setup, workers: int, scratch: Path, limit_s: float):
     env = dict(os.environ)
     env["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / f"compile-cache-{workers}")  # no kernels from the other case
@@ -235,7 +241,7 @@ def same_frames(first: dict[str, str], second: dict[str, str]) -> dict[str, Any]
     case stopped at the deadline finished fewer)."""
     common = sorted(first.keys() & second.keys())
     different = [job_id for job_id in common if first[job_id] != second[job_id]]
-    return {"compared": len(common), "identical": bool(common) and not different, "different": different}
+    return {"compared": len(common), "identical": not different if common else None, "different": different}
 
 
 def device_name() -> str:
@@ -312,11 +318,14 @@ def main() -> None:
             if left_s < MIN_CASE_S:
                 runs.append({"workers": workers, "error": f"not run: {left_s:.0f} s left before --deadline-s"})
                 continue
-            # An equal share of what is left: a slow first case still leaves the second its turn.
-            limit_s = left_s / (len(WORKER_COUNTS) - len(runs)) - STOP_GRACE_S
+            limit_s = case_limit_s(left_s, len(WORKER_COUNTS) - len(runs))
             runs.append(run_case(catalogue, scratch / f"library-{workers}", setup, workers, scratch, limit_s))
             out.write_text(json.dumps(document(args, setup, runs, same), indent=2) + "\n", encoding="utf-8")
-        same = same_frames(*(frame_hashes(scratch / f"library-{workers}") for workers in WORKER_COUNTS))
+        try:
+            same = same_frames(*(frame_hashes(scratch / f"library-{workers}") for workers in WORKER_COUNTS))
+        except Exception as exc:  # noqa: BLE001 - kept in the result beside the timings it does not invalidate
+            same = {"error": f"{exc.__class__.__name__}: {exc}"}
+            print(f"frame comparison failed: {same['error']}", flush=True)
     result = {"device": device_name(), **document(args, setup, runs, same)}
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print_table(runs)

@@ -12,7 +12,9 @@ import pytest
 
 from avatar_batch import batch
 from benchmarks.workers_speed import (
+    STOP_GRACE_S,
     Setup,
+    case_limit_s,
     compare,
     finished_at_s,
     first_video_s,
@@ -115,4 +117,13 @@ def test_frames_are_compared_over_the_jobs_both_cases_finished():
     one = {"a": "h1", "b": "h2", "c": "h3"}
     assert same_frames(one, {"a": "h1", "b": "h2"}) == {"compared": 2, "identical": True, "different": []}
     assert same_frames(one, {"a": "h1", "c": "xx"}) == {"compared": 2, "identical": False, "different": ["c"]}
-    assert same_frames(one, {}) == {"compared": 0, "identical": False, "different": []}
+    assert same_frames(one, {}) == {"compared": 0, "identical": None, "different": []}
+
+
+def test_each_case_gets_an_equal_share_and_both_end_before_the_deadline():
+    deadline_s = 200.0
+    first = case_limit_s(deadline_s, 2)
+    assert first == (deadline_s - STOP_GRACE_S) / 2
+    left_s = deadline_s - (first + STOP_GRACE_S)  # the first case was stopped and took its whole grace
+    second = case_limit_s(left_s, 1)
+    assert second == pytest.approx(first - STOP_GRACE_S) and second + STOP_GRACE_S == pytest.approx(left_s)
