@@ -43,10 +43,10 @@ FRAMES_PER_CLIP = 48
 VIDEO_FPS = 25
 
 
-def write_speech(path: Path, duration_s: float) -> None:
+def write_speech(path: Path, duration_s: float, pitch_hz: float = 140.0) -> None:
     """A syllable-rate amplitude-modulated voiced tone: wav2vec2 sees speech-like energy."""
     t = np.arange(int(duration_s * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
-    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) + 0.25 * np.sin(2 * np.pi * 420 * t)
+    voiced = sum(np.sin(2 * np.pi * pitch_hz * harmonic * t) / 2 ** (harmonic - 1) for harmonic in (1, 2, 3))
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t))  # ~4 syllables a second
     samples = (0.3 * voiced * envelope * 32767 / 1.75).astype(np.int16)
     with wave.open(str(path), "wb") as out:
@@ -85,10 +85,15 @@ def write_portrait(size: str, out: Path) -> Path:
     return out
 
 
+def speech_s(clips: int) -> float:
+    """Seconds of speech that make exactly `clips` clips."""
+    return clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1
+
+
 def _request(job_id: str, wav: Path, portrait: Path, clips: int, settings):
     from avatar_batch.core.records import RenderRequest, SpeechTrack
 
-    duration_s = clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1
+    duration_s = speech_s(clips)
     write_speech(wav, duration_s)
     speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "recording")
     return RenderRequest(job_id, portrait, PROMPT, speech, replace(settings, num_clip=clips))

@@ -24,7 +24,7 @@ from avatar_batch import mux as mux_stage
 from avatar_batch import plan as plan_stage
 from avatar_batch import speech as speech_stage
 from avatar_batch.core.clock import file_stamp, iso_utc
-from avatar_batch.core.errors import AvatarBatchError, Interrupted, OutOfMemoryError
+from avatar_batch.core.errors import AvatarBatchError, Interrupted, OutOfMemoryError, UnavailableError
 from avatar_batch.core.fsio import remove_tree
 from avatar_batch.core.records import (
     Catalogue,
@@ -130,7 +130,22 @@ class RunReport:
 
 
 def load(options: RunOptions) -> Catalogue:
-    voices = speech_stage.installed_voices() if options.check_voices else None
+    if not options.check_voices:
+        return catalogue_stage.load_catalogue(options.catalogue_path, installed_voices=None)
+    try:
+        voices = speech_stage.installed_voices()
+    except UnavailableError as missing:
+        # No espeak-ng: fine when nothing would be spoken with it (every such
+        # answer recorded, or command voices), as on a GPU node rendering recordings.
+        catalogue = catalogue_stage.load_catalogue(options.catalogue_path, installed_voices=None)
+        speakers = speech_stage.espeak_speakers(catalogue)
+        if speakers:
+            more = f" and {len(speakers) - 1} more" if len(speakers) > 1 else ""
+            raise UnavailableError(
+                f"{missing} {options.catalogue_path}: answer {speakers[0]}{more} has no recording "
+                "(field 'audio') and would be spoken by espeak-ng"
+            ) from missing
+        return catalogue
     return catalogue_stage.load_catalogue(options.catalogue_path, installed_voices=voices)
 
 

@@ -26,7 +26,7 @@ from avatar_batch.core.records import JobSpec, SpeechTrack
 from avatar_batch.speech import audio, captions, loudness, tts
 from avatar_batch.speech.captions import make_cues, split_sentences, to_srt, to_vtt
 from avatar_batch.speech.command import command_version
-from avatar_batch.speech.voices import installed_voices
+from avatar_batch.speech.voices import espeak_speakers, installed_voices
 
 RAW_WAV = "speech_raw.wav"
 MASTER_WAV = "speech_master.wav"
@@ -41,6 +41,7 @@ SOURCE_RECORDING = "recording"
 __all__ = [
     "synthesize",
     "installed_voices",
+    "espeak_speakers",
     "command_version",
     "make_cues",
     "split_sentences",

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from avatar_batch.core import proc
+from avatar_batch.core.records import Catalogue
 
 VOICES_TIMEOUT_S = 30.0
 INSTALL_HINT = "Install it with your package manager, e.g. `apt-get install espeak-ng`."
@@ -52,3 +53,18 @@ def knows_voice(voice_id: str, voices: Mapping[str, Sequence[str]]) -> bool:
     speaks, case-insensitive, with an optional "+variant" (e.g. "en-us+f3")."""
     name = voice_id.split("+", 1)[0].strip().lower()
     return any(name == known.lower() or name in {lang.lower() for lang in langs} for known, langs in voices.items())
+
+
+def espeak_speakers(catalogue: Catalogue) -> list[str]:
+    """The "entry/language" answers that would be spoken by espeak-ng: no
+    recording, and the persona's voice for that language is an espeak-ng id
+    (a command voice runs its own program). A catalogue with none renders on a
+    machine without espeak-ng, e.g. a GPU node rendering recorded answers."""
+    speakers = []
+    for entry in catalogue.entries:
+        persona = catalogue.personas.get(entry.persona)
+        for language in entry.languages:
+            voice = persona.voices.get(language) if persona is not None else None
+            if language not in entry.audio and (voice is None or isinstance(voice, str)):
+                speakers.append(f"{entry.id}/{language}")
+    return speakers
