@@ -1,4 +1,4 @@
-"""PinnedVisits: one host copy per tensor, device copies dropped on return (never copied back).
+"""PinnedVisits: one host copy per tensor (carved from slabs), device copies dropped on return (never copied back).
 
 The "device" here is the meta device: a visit's copy is then free, and a copy back
 to the host would raise (meta tensors hold no data), so a return that copied would fail.
@@ -30,12 +30,14 @@ def _pointers(module: torch.nn.Module) -> list[int]:
 
 def test_a_visit_moves_every_parameter_and_buffer_and_the_return_restores_the_same_host_tensors():
     module = Tied()
-    before = _pointers(module)
     visits = PinnedVisits()
     visits.move(module, META)
     assert {t.device for t in [*module.parameters(), *module.buffers()]} == {META}
     visits.move(module, CPU)
-    assert _pointers(module) == before  # no copy back: the very same host memory
+    host = _pointers(module)  # the host copies, which replaced the loaded tensors
+    visits.move(module, META)
+    visits.move(module, CPU)
+    assert _pointers(module) == host  # no copy back: the very same host memory
     assert module.head.weight is module.embed.weight
 
 

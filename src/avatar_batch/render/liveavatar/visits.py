@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from avatar_batch.render.liveavatar.host_memory import carve
+
 CPU = torch.device("cpu")
 
 
@@ -28,12 +30,17 @@ def _slots(module: torch.nn.Module) -> Iterator[tuple[dict[str, Any], str]]:
                     yield table, name
 
 
-def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor in host memory, page-locked where a CUDA device can use that."""
-    host = tensor if tensor.device == CPU else tensor.to(CPU)
-    if torch.cuda.is_available() and not host.is_pinned():
-        host = host.pin_memory()
-    return host
+def _host_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Host copies of `tensors`, carved from power-of-two slabs (pinned where a CUDA
+    device can use them): one pinned allocation per tensor would round each up."""
+    sizes = [t.numel() * t.element_size() for t in tensors]
+    raws = carve(sizes, pin=torch.cuda.is_available())
+    copies = []
+    for tensor, raw in zip(tensors, raws):
+        copy = raw.view(tensor.dtype).view(tensor.shape)
+        copy.copy_(tensor)
+        copies.append(copy)
+    return copies
 
 
 class PinnedVisits:
@@ -46,6 +53,7 @@ class PinnedVisits:
         """Every parameter and buffer of `module` onto `device`: objects are replaced (a
         shared one by the same new object), so the host copies follow them by id."""
         device = torch.device(device)
+        self._keep_host_copies(module, device)
         moved: dict[int, torch.Tensor] = {}  # id(old object) -> new object
         for table, name in list(_slots(module)):
             old = table[name]
@@ -53,10 +61,22 @@ class PinnedVisits:
                 moved[id(old)] = self._moved(old, device)
             table[name] = moved[id(old)]
 
+    def _keep_host_copies(self, module: torch.nn.Module, device: torch.device) -> None:
+        """Host copies of the tensors that have none yet, all carved at once (a tensor
+        already on the host that stays there needs none)."""
+        unseen = {
+            id(t): t
+            for table, name in _slots(module)
+            if id(t := table[name]) not in self._host and not (device == CPU and t.device == CPU)
+        }
+        tensors = [t.detach() for t in unseen.values()]
+        for key, copy in zip(unseen, _host_copies(tensors)):
+            self._host[key] = copy
+
     def _moved(self, old: torch.Tensor, device: torch.device) -> torch.Tensor:
         host = self._host.pop(id(old), None)
-        if host is None:
-            host = _host_copy(old.detach())
+        if host is None:  # on the host, staying there
+            return old
         if device == CPU:
             data = host
         elif old.device == device:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar_batch.render.liveavatar.dit.rings import CopyEngine, LayerRing
+from avatar_batch.render.liveavatar.host_memory import carve_like
 
 TokenRange = tuple[int, int]  # [start, end) on the token dim
 
@@ -53,7 +54,7 @@ class CacheRing(LayerRing):
             self.engine.shared_with_side_streams(torch.empty(shape, dtype=dtype, device=self.engine.device))
             for _ in range(self.num_slots)
         ]
-        host = [torch.empty(shape, dtype=dtype, pin_memory=self.engine.pin) for _ in range(self.num_layers)]
+        host = carve_like(shape, dtype, self.num_layers, self.engine.pin)  # one pinned buffer per layer rounds up
         device = [slots[self.slot_of(layer)] for layer in range(self.num_layers)]
         self._members.append(_Member(host, device))
         return len(self._members) - 1, device

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from avatar_batch.render.liveavatar.dit.rings import CopyEngine, LayerRing
+from avatar_batch.render.liveavatar.host_memory import carve
 
 ALIGN_BYTES = 256  # every tensor starts on a 256-byte boundary (vectorised kernels want >= 16)
 
@@ -111,6 +112,9 @@ class WeightRing(LayerRing):
             for _ in range(self.num_slots)
         ]
         self.host: dict[int, torch.Tensor] = {}
+        # Carved from power-of-two slabs up front (host_memory.py): one pinned
+        # allocation per layer would round each up to a power of two.
+        self._unfilled = dict(zip(streamed_layers, carve([layout.nbytes] * len(streamed_layers), engine.pin)))
 
     @property
     def host_bytes(self) -> int:
@@ -125,7 +129,7 @@ class WeightRing(LayerRing):
         and point its tensors into its slot; the block's own storage is dropped."""
         if SlotLayout.of(block) != self.layout:
             raise ValueError(f"block {layer} does not have the layout of the other streamed blocks")
-        host = torch.empty(self.layout.nbytes, dtype=torch.uint8, pin_memory=self.engine.pin)
+        host = self._unfilled.pop(layer)
         slot = self.slots[self.slot_of(layer)]
         for spot in self.layout.spots:
             spot_view(host, spot).copy_(_tensor_at(block, spot))
