@@ -28,7 +28,8 @@ UNUSED = ("README.md", "configuration.json", "assets/logo.png", "examples/talk.w
 
 
 class FakeHub:
-    """Serves one folder per repository; remembers every call."""
+    """Serves one folder per repository; remembers every call. Resolves a full commit id
+    to itself, as the hub does, and any other revision to the repository's COMMITS entry."""
 
     def __init__(self, repos: dict[str, Path]):
         self.repos = repos
@@ -37,7 +38,7 @@ class FakeHub:
 
     def commit_of(self, repo_id: str, revision: str) -> str:
         self.resolved.append((repo_id, revision))
-        return COMMITS[repo_id]
+        return revision if len(revision) == 40 else COMMITS[repo_id]
 
     def snapshot_download(self, *, repo_id: str, revision: str, allow_patterns: Sequence[str], local_dir: Path):
         self.snapshots.append(
@@ -83,7 +84,7 @@ def test_download_fetches_exactly_the_runners_files_then_verifies(tmp_path: Path
     assert [(s["repo_id"], s["revision"], s["allow_patterns"], s["local_dir"]) for s in hub.snapshots] == [
         (
             WAN_REPO,
-            COMMITS[WAN_REPO],
+            PINNED_REVISIONS[WAN_REPO],
             [
                 "config.json",
                 "diffusion_pytorch_model.safetensors.index.json",
@@ -94,16 +95,17 @@ def test_download_fetches_exactly_the_runners_files_then_verifies(tmp_path: Path
             ],
             layout.dit_dir,
         ),
-        (LIVEAVATAR_REPO, COMMITS[LIVEAVATAR_REPO], ["liveavatar.safetensors"], layout.lora_path.parent),
-        (WAN_REPO, COMMITS[WAN_REPO], shards, layout.dit_dir),
+        (LIVEAVATAR_REPO, PINNED_REVISIONS[LIVEAVATAR_REPO], ["liveavatar.safetensors"], layout.lora_path.parent),
+        (WAN_REPO, PINNED_REVISIONS[WAN_REPO], shards, layout.dit_dir),
     ]
     served = {p.relative_to(hub_folders[WAN_REPO]) for p in hub_folders[WAN_REPO].rglob("*") if p.is_file()}
     fetched = {p.relative_to(layout.dit_dir) for p in layout.dit_dir.rglob("*") if p.is_file()}
     assert fetched == served - {Path(name) for name in UNUSED}
     assert sorted(p.name for p in layout.lora_path.parent.iterdir()) == ["liveavatar.safetensors"]
     record = json.loads((root / RECORD_NAME).read_text(encoding="utf-8"))
-    assert record[WAN_REPO]["commit"] == COMMITS[WAN_REPO]
-    assert record[WAN_REPO]["revision"] == PINNED_REVISIONS[WAN_REPO]
+    assert {repo: (r["revision"], r["commit"]) for repo, r in record.items()} == {
+        repo: (rev, rev) for repo, rev in PINNED_REVISIONS.items()
+    }
     assert record[LIVEAVATAR_REPO]["files"] == ["liveavatar.safetensors"]
 
 
@@ -138,7 +140,82 @@ def test_a_hub_failure_is_a_weights_error_saying_it_resumes(tmp_path: Path, monk
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     monkeypatch.setattr(commands_weights, "hub_client", HuggingFaceHub)
-    monkeypatch.setattr(HuggingFaceHub, "commit_of", lambda self, repo, revision: COMMITS[repo])
+    monkeypatch.setattr(HuggingFaceHub, "commit_of", lambda self, repo, revision: revision)
     result = CliRunner().invoke(app, ["weights", "download", str(tmp_path / "w")])
     assert result.exit_code == 69
     assert "network is unreachable" in result.output and "resume" in result.output
+
+
+# --- revisions: pinned commits, the --revision override, what the hub resolved ------------------
+
+
+def test_the_pinned_revisions_are_full_commit_ids():
+    assert all(len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) for rev in PINNED_REVISIONS.values())
+
+
+class MovedHub(FakeHub):
+    """A hub whose answer for the pinned commit is another commit."""
+
+    def commit_of(self, repo_id: str, revision: str) -> str:
+        self.resolved.append((repo_id, revision))
+        return COMMITS[repo_id]
+
+
+def test_revision_overrides_one_repository_and_records_what_the_hub_resolved(tmp_path: Path, monkeypatch, hub_folders):
+    hub = FakeHub(hub_folders)
+    monkeypatch.setattr(commands_weights, "hub_client", lambda: hub)
+    argv = ["weights", "download", str(tmp_path / "weights"), "--revision", f"{LIVEAVATAR_REPO}=main"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert hub.resolved == [(WAN_REPO, PINNED_REVISIONS[WAN_REPO]), (LIVEAVATAR_REPO, "main")]
+    record = json.loads((tmp_path / "weights" / RECORD_NAME).read_text(encoding="utf-8"))
+    assert record[LIVEAVATAR_REPO]["revision"] == "main"
+    assert record[LIVEAVATAR_REPO]["commit"] == COMMITS[LIVEAVATAR_REPO]  # the commit, not the branch name
+    assert record[WAN_REPO]["commit"] == PINNED_REVISIONS[WAN_REPO]
+    assert f"{LIVEAVATAR_REPO} @ {COMMITS[LIVEAVATAR_REPO]} (main)" in result.output
+
+
+@pytest.mark.parametrize("bad", ["main", "Some/Other=main", f"{WAN_REPO}=", f"{WAN_REPO}"])
+def test_a_malformed_revision_override_is_a_usage_error_before_any_download(tmp_path: Path, monkeypatch, bad):
+    hub = FakeHub({})
+    monkeypatch.setattr(commands_weights, "hub_client", lambda: hub)
+    result = CliRunner().invoke(app, ["weights", "download", str(tmp_path / "w"), "--revision", bad])
+    assert result.exit_code == 2
+    assert "REPO=REVISION" in result.output and LIVEAVATAR_REPO in result.output
+    assert hub.resolved == [] and hub.snapshots == []
+
+
+def test_a_pinned_commit_the_hub_resolves_elsewhere_stops_before_fetching(tmp_path: Path, monkeypatch, hub_folders):
+    hub = MovedHub(hub_folders)
+    result = download(tmp_path, monkeypatch, hub)
+    assert result.exit_code == 69
+    assert PINNED_REVISIONS[WAN_REPO] in result.output and "--revision" in result.output
+    assert hub.snapshots == []
+
+
+def test_a_revision_the_hub_does_not_know_says_how_to_take_the_newest(tmp_path: Path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.utils import RevisionNotFoundError
+
+    class NoSuchRevision:
+        def model_info(self, repo_id, revision):
+            error = RevisionNotFoundError.__new__(RevisionNotFoundError)
+            Exception.__init__(error, f"404 Client Error: Revision Not Found for {repo_id}@{revision}")
+            raise error
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", NoSuchRevision)
+    monkeypatch.setattr(commands_weights, "hub_client", HuggingFaceHub)
+    result = CliRunner().invoke(app, ["weights", "download", str(tmp_path / "w")])
+    assert result.exit_code == 69
+    assert f"--revision {WAN_REPO}=main" in result.output and "Revision Not Found" in result.output
+
+
+def test_the_real_client_reports_the_commit_the_hub_resolved(monkeypatch):
+    import huggingface_hub
+
+    class Resolving:
+        def model_info(self, repo_id, revision):
+            return type("Info", (), {"sha": COMMITS[repo_id]})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Resolving)
+    assert HuggingFaceHub().commit_of(LIVEAVATAR_REPO, "main") == COMMITS[LIVEAVATAR_REPO]

@@ -80,11 +80,19 @@ def hub_client():
 
 @weights_app.command("download")
 @handled
-def download_weights(root: Path = typer.Argument(..., help="Checkpoint root to fill.", show_default=False)) -> None:
+def download_weights(
+    root: Path = typer.Argument(..., help="Checkpoint root to fill.", show_default=False),
+    revision: list[str] = typer.Option(
+        [],
+        "--revision",
+        help="REPO=REVISION instead of the pinned commit (repeatable), e.g. Quark-Vision/Live-Avatar=main.",
+        show_default=False,
+    ),
+) -> None:
     """Fetch the files the runner needs from the official repositories (resumable), then verify them."""
-    from avatar_batch.render.liveavatar.checkpoint.download import RECORD_NAME, download_checkpoint
+    from avatar_batch.render.liveavatar.checkpoint.download import RECORD_NAME, download_checkpoint, revisions_with
 
-    record = download_checkpoint(root, hub_client())
+    record = download_checkpoint(root, hub_client(), revisions_with(revision))
     for repo, fetched in record.items():
         out.print(f"{repo} @ {fetched['commit']} ({fetched['revision']}): {len(fetched['files'])} file(s)/folder(s)")
     out.print(f"recorded in {root / RECORD_NAME}; verifying")

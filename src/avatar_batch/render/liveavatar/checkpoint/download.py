@@ -6,9 +6,11 @@ Exactly the files the runner reads (docs/model.md §1.2-1.4), named by `layout`:
    the wav2vec2 folder; then the DiT shards the downloaded index names (so no
    file-name pattern is guessed and no unused file is fetched);
 2. from `Quark-Vision/Live-Avatar` into ROOT/LiveAvatar/: liveavatar.safetensors.
-Each repository is read at the revision pinned in `PINNED_REVISIONS`, resolved
-once to a commit so both passes of a repository see the same files, and the
-revision and commit are recorded in ROOT/`RECORD_NAME`. Downloads go through
+Each repository is read at the commit pinned in `PINNED_REVISIONS` (or a
+revision given with `--revision REPO=REV`, `revisions_with`), resolved once to
+a commit by the hub so both passes of a repository see the same files; a pinned
+commit must resolve to itself, and the revision asked for and the commit the
+hub resolved are recorded in ROOT/`RECORD_NAME`. Downloads go through
 `huggingface_hub.snapshot_download` into the folder itself: it resumes
 interrupted files, skips finished ones and shows its progress bars. Checking
 what arrived is `verify`'s job. Knows nothing of tensors.
@@ -17,12 +19,13 @@ what arrived is `verify`'s job. Knows nothing of tensors.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from avatar_batch.core.errors import WeightsError
+from avatar_batch.core.errors import UsageError, WeightsError
 from avatar_batch.core.fsio import write_json_atomic
 from avatar_batch.render.liveavatar.checkpoint.layout import (
     CONFIG_NAME,
@@ -39,11 +42,22 @@ from avatar_batch.render.liveavatar.checkpoint.layout import (
 
 WAN_REPO = "Wan-AI/Wan2.2-S2V-14B"
 LIVEAVATAR_REPO = "Quark-Vision/Live-Avatar"
-# The one place a revision is chosen. Each is resolved to a commit at download
-# time and that commit is recorded; put a verified commit id here to make
-# every download of this version of avatar-batch byte-identical.
-PINNED_REVISIONS: Mapping[str, str] = {WAN_REPO: "main", LIVEAVATAR_REPO: "main"}
+# The one place a revision is chosen: the commits every download of this version
+# of avatar-batch fetches. The official instructions download the newest files and
+# name no commit; these ids were read from public projects that pin the same
+# official files (stored copies of their sources, read Dec 2026): Wan2.2-S2V-14B @
+# dab4e9c5... in several unrelated ones (Modal and wget download scripts, model
+# registries), Live-Avatar @ 92cdccd1... in two (a Modal benchmark of the official
+# single-GPU script that fetches liveavatar.safetensors at it, and a LiveAvatar
+# deployment's record of its sources), each beside the same Wan2.2 commit.
+# They were not checked against the hub from here: a download checks that each
+# resolves to itself and records it; `--revision REPO=main` takes the newest instead.
+PINNED_REVISIONS: Mapping[str, str] = {
+    WAN_REPO: "dab4e9c55bbe4c8c4d03db1c2c98c7f0ac9c454b",
+    LIVEAVATAR_REPO: "92cdccd12a91e8a63767a7c821b7c75e51d5a172",
+}
 RECORD_NAME = "avatar-batch-download.json"
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 class HubClient(Protocol):
@@ -90,10 +104,35 @@ def shard_fetch(index_path: Path) -> Fetch:
     return Fetch(WAN_REPO, DIT_FOLDER, tuple(shards))
 
 
+def revisions_with(overrides: Sequence[str], pinned: Mapping[str, str] = PINNED_REVISIONS) -> dict[str, str]:
+    """The pinned revisions with `REPO=REVISION` overrides (the `--revision` flag) applied."""
+    revisions = dict(pinned)
+    for text in overrides:
+        repo, sep, revision = text.partition("=")
+        if not sep or not revision.strip() or repo.strip() not in revisions:
+            raise UsageError(
+                f"--revision {text!r}: expected REPO=REVISION with REPO one of {', '.join(revisions)}, "
+                f"e.g. --revision {LIVEAVATAR_REPO}=main"
+            )
+        revisions[repo.strip()] = revision.strip()
+    return revisions
+
+
+def resolve_commit(hub: HubClient, repo_id: str, revision: str) -> str:
+    """The commit the hub resolves `revision` to; a full commit id must resolve to itself."""
+    commit = hub.commit_of(repo_id, revision)
+    if _COMMIT_ID.fullmatch(revision) and commit != revision:
+        raise WeightsError(
+            f"the hub resolved {repo_id} at the pinned commit {revision} to {commit}. "
+            f"Fix: download with --revision {repo_id}=main (the newest) and check the result with weights verify"
+        )
+    return commit
+
+
 def download_checkpoint(root: Path, hub: HubClient, revisions: Mapping[str, str] = PINNED_REVISIONS) -> dict:
     """Fetch every file the runner needs into `root`; return what was recorded."""
     root = Path(root)
-    commits = {repo: hub.commit_of(repo, revisions[repo]) for repo in (WAN_REPO, LIVEAVATAR_REPO)}
+    commits = {repo: resolve_commit(hub, repo, revisions[repo]) for repo in (WAN_REPO, LIVEAVATAR_REPO)}
     fetched: dict[str, list[str]] = {WAN_REPO: [], LIVEAVATAR_REPO: []}
     for fetch in first_fetches():
         _snapshot(hub, fetch, commits[fetch.repo_id], root)
@@ -124,16 +163,23 @@ class HuggingFaceHub:
     def __init__(self) -> None:
         try:
             import huggingface_hub
+            from huggingface_hub.utils import RevisionNotFoundError
         except ImportError as exc:
             raise WeightsError(
                 "huggingface_hub is not installed. Fix: pip install 'avatar-batch[runner]' "
                 "(or pip install huggingface_hub)"
             ) from exc
         self._hub = huggingface_hub
+        self._revision_not_found = RevisionNotFoundError
 
     def commit_of(self, repo_id: str, revision: str) -> str:
         try:
             sha = self._hub.HfApi().model_info(repo_id, revision=revision).sha
+        except self._revision_not_found as exc:
+            raise WeightsError(
+                f"the hub has no revision {revision!r} of {repo_id} ({exc}). "
+                f"Fix: --revision {repo_id}=main downloads the newest files (their commit is recorded)"
+            ) from exc
         except OSError as exc:  # the hub's HTTP and connection errors are OSErrors
             raise _failed(repo_id, revision, exc) from exc
         if not sha:
