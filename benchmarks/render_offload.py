@@ -85,15 +85,17 @@ def write_portrait(size: str, out: Path) -> Path:
     return out
 
 
-def speech_s(clips: int) -> float:
-    """Seconds of speech that make exactly `clips` clips."""
-    return clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1
+def speech_s(clips: int, frames_per_clip: int = FRAMES_PER_CLIP) -> float:
+    """Seconds of speech that make exactly `clips` clips: 0.1 s short of that many whole
+    clips, so no further, silent clip is added."""
+    return clips * frames_per_clip / VIDEO_FPS - 0.1
 
 
-def _request(job_id: str, wav: Path, portrait: Path, clips: int, settings):
+def job_request(job_id: str, wav: Path, portrait: Path, clips: int, settings):
+    """A request whose speech (written to `wav`) makes exactly `clips` clips of the settings' length."""
     from avatar_batch.core.records import RenderRequest, SpeechTrack
 
-    duration_s = speech_s(clips)
+    duration_s = speech_s(clips, settings.frames_per_clip)
     write_speech(wav, duration_s)
     speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "recording")
     return RenderRequest(job_id, portrait, PROMPT, speech, replace(settings, num_clip=clips))
@@ -147,11 +149,11 @@ def run_case(case: dict[str, Any], weights: Path, clips: int, scratch: Path) -> 
     renderer.identity()  # refuses, before loading, a run no placement fits
     portrait = write_portrait(case["size"], scratch / f"portrait-{case['size'].replace('*', 'x')}.png")
     # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
-    warm = _run_job(renderer, _request("warm-up", scratch / "warm.wav", portrait, clips, settings))
+    warm = _run_job(renderer, job_request("warm-up", scratch / "warm.wav", portrait, clips, settings))
     first_video_s = time.perf_counter() - started_s
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    measured = _run_job(renderer, _request("measured", scratch / "measured.wav", portrait, clips, settings))
+    measured = _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
     allocator = allocator_stats()
     frames = measured["frames_out"]
     renderer.close()
