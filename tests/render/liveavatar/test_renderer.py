@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from avatar_batch.core.errors import OutOfMemoryError, UnavailableError, UsageError, WeightsError
-from avatar_batch.core.records import RenderRequest, RenderSettings, SpeechTrack
+from avatar_batch.core.records import VIDEO_FPS, RenderRequest, RenderSettings, SpeechTrack
 from avatar_batch.render import open_renderer
 from avatar_batch.render.liveavatar import memory
 from avatar_batch.render.liveavatar import runner as runner_module
@@ -225,6 +225,7 @@ def test_telemetry_describes_the_render(renderer, settings, files, weights):
     assert data["expected_peak_gpu_gib"] > 0 and data["peak_rss_scope"] in ("job", "process")
     assert data["expected_host_gib"] > 2  # the process itself, at least
     assert data["generation_fps"] > 0 and data["peak_rss_gib"] > 0 and data["render_s"] > 0
+    assert data["real_time_factor"] == pytest.approx(data["generation_fps"] / VIDEO_FPS, abs=1e-3)
     for phase in ("text", "audio", "sampling", "decode"):
         assert data[f"{phase}_s"] > 0, phase
 

@@ -3,7 +3,9 @@
 `PhaseClock` sums wall seconds per named phase (text, audio, reference
 encode, sampling, decode...); sampling and decode interleave block by block,
 so a phase may be entered many times. `job_telemetry` assembles the flat dict
-that goes into the library manifest. Knows nothing of models.
+that goes into the library manifest, with `real_time_factor` (generated frames
+per second over the 25 fps the video plays at: >= 1 keeps up with playback).
+Knows nothing of models.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from avatar_batch.core.records import VIDEO_FPS
 
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -75,14 +79,23 @@ def reset_peak_rss(clear_refs: Path = PROC_CLEAR_REFS) -> str:
     return "job"
 
 
+def real_time_factor(frames_per_s: float) -> float:
+    """Generated frames per second over the playback rate (`VIDEO_FPS`): 1.0 renders a
+    second of video per second, so a live answer never waits for frames."""
+    return round(frames_per_s / VIDEO_FPS, 3)
+
+
 def job_telemetry(clock: PhaseClock, *, frames: int, peak_gpu_gib: float, facts: dict[str, Any]) -> dict[str, Any]:
     """Flat, JSON-ready telemetry. `generation_fps` counts frames per second of
-    sampling + decode only, so it compares runs without load or encoder time."""
+    sampling + decode only, so it compares runs without load or encoder time;
+    `real_time_factor` is that rate over the playback rate."""
     generation_s = clock.get("sampling") + clock.get("decode")
+    generation_fps = frames / generation_s if generation_s > 0 else 0.0
     data: dict[str, Any] = {
         "render_s": round(clock.elapsed_s(), 3),
         "frames": frames,
-        "generation_fps": round(frames / generation_s, 3) if generation_s > 0 else 0.0,
+        "generation_fps": round(generation_fps, 3),
+        "real_time_factor": real_time_factor(generation_fps),
         "peak_gpu_gib": round(peak_gpu_gib, 3),
         "peak_rss_gib": round(peak_rss_gib(), 3),
     }
