@@ -213,8 +213,14 @@ def test_one_load_serves_every_job(settings, files, monkeypatch):
 
 
 def test_telemetry_describes_the_render(renderer, settings, files, weights):
-    _, stream = render(renderer, request_for(files, settings, 1.0))
+    latents: list[torch.Tensor] = []
+    stream = renderer.start(request_for(files, settings, 1.0)).observe_latents(latents.append)
+    frames = list(stream)
+    with pytest.raises(RuntimeError, match="before the stream is iterated"):
+        stream.observe_latents(latents.append)
     data = stream.telemetry()
+    # 25 frames pull 3 blocks of 12 (16 latent channels, 3 latent frames, 128 px / 8)
+    assert len(frames) == 25 and [tuple(t.shape) for t in latents] == [(16, 3, 16, 16)] * 3
     assert data["frames"] == 25 and data["width"] == PX and data["height"] == PX
     assert data["device"] == "cpu" and data["dtype"] == "float32" and data["peak_gpu_gib"] == 0.0
     assert data["model_identity"].endswith(model_identity(weights))

@@ -29,6 +29,7 @@ from avatar_batch.render.liveavatar.sampler import (
     sample_blocks,
     seeded_noise,
     sink_distances,
+    tapped,
 )
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 from avatar_batch.render.liveavatar.streaming import side_decode_fits, stream_frames, to_uint8_frames
@@ -282,6 +283,16 @@ def test_sink_distances_are_reproducible_draws_in_range():
     assert drawn != list(islice(sink_distances(421), 200))
     assert min(drawn) == 4 and max(drawn) == 30
     assert set(islice(sink_distances(420, fixed=9), 20)) == {9}
+
+
+def test_a_latents_sink_sees_every_block_in_order_and_changes_none():
+    blocks = [torch.full((16, 3, 2, 2), float(index)) for index in range(4)]
+    seen: list[torch.Tensor] = []
+    passed = tapped(iter(blocks), seen.append)
+    assert not seen  # lazy: a block is shown when it is pulled
+    first = next(passed)
+    assert first is blocks[0] and len(seen) == 1
+    assert [first, *passed] == blocks and seen == blocks
 
 
 def test_options_are_validated():

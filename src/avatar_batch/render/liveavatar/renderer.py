@@ -54,7 +54,7 @@ from avatar_batch.render.liveavatar.placement_plan import (
     plan_placement,
 )
 from avatar_batch.render.liveavatar.runner import JobPlan, LiveAvatarRunner, Runtime, check_precision, helper_offload
-from avatar_batch.render.liveavatar.sampler import SamplerOptions
+from avatar_batch.render.liveavatar.sampler import LatentsSink, SamplerOptions
 from avatar_batch.render.liveavatar.telemetry import PhaseClock, job_telemetry, reset_peak_rss
 
 RUNNER_VERSION = "liveavatar-runner-1"
@@ -102,13 +102,22 @@ class LiveAvatarStream:
     _clock: PhaseClock
     _facts: dict[str, Any]
     _frames_out: int = field(default=0)
+    _latents_sink: LatentsSink | None = field(default=None)
+
+    def observe_latents(self, sink: LatentsSink) -> LiveAvatarStream:
+        """Show `sink` each block's sampled latents as the frames are pulled (the quality
+        benchmark compares them across formats). Call before iterating; returns the stream."""
+        if self._cond is None:
+            raise RuntimeError("observe_latents must be called before the stream is iterated")
+        self._latents_sink = sink
+        return self
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._cond is None:
             raise RuntimeError("a LiveAvatarStream can be iterated once")
         cond, self._cond = self._cond, None  # the frame generator owns it from here
         h2d_before = self._runner.host_to_device_bytes()  # streamed weights and caches of this job
-        frames = self._runner.frames(cond, self._plan, self._options, self._clock)
+        frames = self._runner.frames(cond, self._plan, self._options, self._clock, self._latents_sink)
         del cond
         try:
             with out_of_memory_guard("sampling and decoding", OOM_HINT):

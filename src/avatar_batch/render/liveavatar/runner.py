@@ -53,12 +53,14 @@ from avatar_batch.render.liveavatar.memory import ComponentHost, use_expandable_
 from avatar_batch.render.liveavatar.placement import Placement
 from avatar_batch.render.liveavatar.placing import check_placement, dit_placer, fp8_compute_problem, resident_placement
 from avatar_batch.render.liveavatar.sampler import (
+    LatentsSink,
     SamplerOptions,
     SamplingPlan,
     SinkRefresh,
     sample_blocks,
     seeded_noise,
     sink_distances,
+    tapped,
 )
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 from avatar_batch.render.liveavatar.streaming import stream_frames
@@ -225,15 +227,23 @@ class LiveAvatarRunner:
     # --- 3. frames ---------------------------------------------------------------------
 
     def frames(
-        self, cond: Conditioning, plan: JobPlan, options: SamplerOptions, clock: PhaseClock
+        self,
+        cond: Conditioning,
+        plan: JobPlan,
+        options: SamplerOptions,
+        clock: PhaseClock,
+        latents_sink: LatentsSink | None = None,
     ) -> Generator[np.ndarray, None, None]:
         """Every frame of the job's clips (48·N minus `drop_first_frames`), generated on demand.
-        The VAE stays on the compute device until the caller stops pulling."""
+        The VAE stays on the compute device until the caller stops pulling. `latents_sink`
+        sees each block's sampled latents before its decode (quality benchmarks, tests)."""
         with self._host().lend("vae") as vae:
             dit = self._loaded_dit()
             distances = sink_distances(plan.sampling.seed, options.sink_distance)
             refresh = _sink_refresh(vae, cond, dit.device) if cond.portrait is not None else None
             blocks = sample_blocks(dit, cond, plan.sampling, distances, seeded_noise(plan.sampling), refresh=refresh)
+            if latents_sink is not None:
+                blocks = tapped(blocks, latents_sink)
             prime = cond.motion_latents[:, -options.decoder_prime_latents :]
             # Decoding beside the sampler pays on CUDA; the frames are the same either way.
             yield from stream_frames(

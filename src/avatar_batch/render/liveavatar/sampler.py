@@ -124,6 +124,17 @@ def seeded_noise(plan: SamplingPlan) -> NoiseSource:
 SinkRefresh = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """clip 0's latents (16, F, h, w) -> the new (reference (16, 1, h, w), motion (16, 19, h, w)) latents."""
 
+LatentsSink = Callable[[torch.Tensor], None]
+"""Sees each finished block's latents (16, 3, h, w), model dtype, on the device, in block
+order, before they are decoded; it must not modify them (copy what it keeps)."""
+
+
+def tapped(blocks: Iterator[torch.Tensor], sink: LatentsSink) -> Iterator[torch.Tensor]:
+    """The blocks unchanged, each shown to `sink` first (quality comparisons across formats)."""
+    for latents in blocks:
+        sink(latents)
+        yield latents
+
 
 def sample_blocks(
     dit: CausalS2VDiT,
