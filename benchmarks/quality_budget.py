@@ -71,8 +71,8 @@ class Option:
 OPTIONS = (
     Option(REFERENCE, {}, "bf16 on a GPU, fp32 on a CPU: the reference"),
     Option("kv-fp8", {"kv_format": "fp8"}),
-    Option("weights-int8", {"weight_format": "int8"}, "DiT linears stored in int8, computed in bf16"),
-    Option("weights-fp8", {"weight_format": "fp8"}, "DiT linears stored in fp8, computed in bf16"),
+    Option("weights-int8", {"weight_format": "int8"}, "DiT linears stored in int8, computed in the model dtype"),
+    Option("weights-fp8", {"weight_format": "fp8"}, "DiT linears stored in fp8, computed in the model dtype"),
     Option("weights-int8+kv-fp8", {"weight_format": "int8", "kv_format": "fp8"}, "the smallest Ampere runs"),
     Option("fp8-compute", {"precision": "fp8"}, "scaled_mm fp8 linears (weights fp8)"),
     Option(
@@ -154,7 +154,7 @@ def render_option(job: Job, option: Option, portrait: Path, scratch: Path) -> di
     from avatar_batch.render.liveavatar.runner import Runtime
 
     device = Runtime.detect().device
-    facts: dict[str, Any] = {"name": option.name, "changes": dict(option.changes), "note": option.note}
+    facts: dict[str, Any] = {"name": option.name}
     facts["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     if option.fp8_compute and (reason := fp8_compute_problem(device)):
         return {**facts, "skipped": reason}
@@ -199,12 +199,17 @@ def compare(scratch: Path, name: str) -> dict[str, Any]:
 
 
 def summarise(scratch: Path, outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each option's facts with its metrics, when it and the reference both rendered."""
+    """Each option's description and facts, with its metrics when it and the reference both rendered."""
     rendered = {o["name"] for o in outcomes if "skipped" not in o and "error" not in o}
-    return [
-        {**o, **compare(scratch, o["name"])} if o["name"] in rendered - {REFERENCE} and REFERENCE in rendered else o
-        for o in outcomes
-    ]
+    summary = []
+    for outcome in outcomes:
+        option = next(o for o in OPTIONS if o.name == outcome["name"])
+        row: dict[str, Any] = {"name": option.name, "changes": dict(option.changes), "note": option.note}
+        row.update((key, value) for key, value in outcome.items() if key not in row)  # the table describes
+        if option.name in rendered - {REFERENCE} and REFERENCE in rendered:
+            row.update(compare(scratch, option.name))
+        summary.append(row)
+    return summary
 
 
 def document(job: Job, outcomes: list[dict[str, Any]], command: str) -> dict[str, Any]:
@@ -217,6 +222,21 @@ def document(job: Job, outcomes: list[dict[str, Any]], command: str) -> dict[str
         "reference": f"{REFERENCE} ({reference.get('dtype', 'not rendered')})",
         "options": outcomes,
     }
+
+
+def reproducing_command(argv: list[str]) -> str:
+    """The command line minus what does not change the result (where scratch and output go,
+    resuming, the deadline)."""
+    kept, skip = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif name in ("--scratch", "--out", "--deadline-s"):
+            skip = "=" not in arg
+        elif name != "--resume":
+            kept.append(arg)
+    return " ".join(["python -m benchmarks.quality_budget", *kept])
 
 
 def result_path(device: str, day: datetime) -> Path:
@@ -317,7 +337,7 @@ def main() -> None:
     height_px, width_px = write_portrait(args.size, portrait)
     print(f"{args.size}: the portrait renders at {width_px}x{height_px}", flush=True)
     options = summarise(scratch, run_all(args, job))
-    result = document(job, options, "python -m benchmarks.quality_budget " + " ".join(sys.argv[1:]))
+    result = document(job, options, reproducing_command(sys.argv[1:]))
     out = args.out or result_path(result["device"], datetime.now(UTC))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

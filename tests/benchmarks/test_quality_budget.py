@@ -73,7 +73,9 @@ def test_options_are_compared_with_the_reference_and_the_budget_checked(tmp_path
         {"name": "weights-int8", "error": "boom"},
     ]
     plain, kv, e2e, skipped, failed = qb.summarise(tmp_path, outcomes)
-    assert plain == outcomes[0] and skipped == outcomes[3] and failed == outcomes[4]
+    assert plain["generation_fps"] == 1.0 and "reference" in plain["note"] and "latents_rel_l2" not in plain
+    assert skipped["skipped"] == "no fp8 here" and failed["error"] == "boom" and "latents_rel_l2" not in failed
+    assert e2e["changes"] == {"precision": "fp8", "kv_format": "fp8"} and "no fp8 attention" in e2e["note"]
     assert kv["latents_rel_l2"] == 0.0 and kv["frames_identical"] and kv["frames_psnr_db"] is None
     assert e2e["latents_rel_l2"] == pytest.approx(0.1) and e2e["frames_psnr_db"] == pytest.approx(48.13, abs=0.01)
     assert (e2e["budget_rel_l2"], e2e["within_budget"]) == (0.08, False)
@@ -83,7 +85,7 @@ def test_options_are_compared_with_the_reference_and_the_budget_checked(tmp_path
 
 def test_nothing_is_compared_without_the_reference(tmp_path):
     outcomes = [{"name": "plain", "error": "out of memory"}, {"name": "kv-fp8"}]
-    assert qb.summarise(tmp_path, outcomes) == outcomes
+    assert not any("latents_rel_l2" in row for row in qb.summarise(tmp_path, outcomes))
 
 
 def test_resume_continues_only_the_same_job(tmp_path):
@@ -97,6 +99,13 @@ def test_resume_continues_only_the_same_job(tmp_path):
         qb.check_scratch(tmp_path, other, resume=True)
     qb.check_scratch(tmp_path, other, resume=False)  # starts again
     assert not (tmp_path / "plain-latents.npy").exists() and not (tmp_path / "option-plain.json").exists()
+
+
+def test_the_recorded_command_leaves_out_what_does_not_change_the_result():
+    argv = ["--weights", "/w", "--scratch", "/s", "--resume", "--size", "704*384", "--out=/o.json"]
+    argv += ["--deadline-s", "540", "--options", "plain", "kv-fp8"]
+    expected = "python -m benchmarks.quality_budget --weights /w --size 704*384 --options plain kv-fp8"
+    assert qb.reproducing_command(argv) == expected
 
 
 def test_results_are_named_after_the_device_and_the_day():
