@@ -16,8 +16,8 @@ Options a device cannot run are recorded as skipped with the reason (fp8
 compute needs compute capability 8.9+). The budget of issue 13, fp8 end to
 end <= 8 % relative L2, is checked where it applies (`within_budget`).
 
-The portrait is assets/dr_chen.png cropped to the size's aspect ratio, so the
-video has the size asked for (704*384 renders 704x384, not 512x512).
+The portrait and the speech are render_offload's: assets/dr_chen.png cropped to
+the size's aspect (704*384 renders 704x384) and a speech-like tone.
 
 Usage (results: benchmarks/results/quality-<device>-<yyyymmdd>.json):
     python -m avatar_batch weights tiny /tmp/tiny-weights      # CPU, tiny model
@@ -43,16 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from avatar_batch.core.records import VIDEO_FPS, RenderRequest, RenderSettings, SpeechTrack
-from avatar_batch.render.geometry import size_for
+from avatar_batch.core.records import RenderSettings
 from avatar_batch.render.quality import psnr_db, rel_l2
-from benchmarks.render_offload import FRAMES_PER_CLIP, PORTRAIT, PROMPT, write_speech
+from benchmarks.render_offload import job_request, write_portrait
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "plain"
-FACE_ROW_FRACTION = 1 / 3  # of the rows a crop drops, the share taken above the face
 
 
 @dataclass(frozen=True)
@@ -98,28 +95,6 @@ class Job:
 # --- inputs ------------------------------------------------------------------------------
 
 
-def crop_to_aspect(image: Image.Image, width_px: int, height_px: int) -> Image.Image:
-    """The widest crop of `image` with the aspect of width x height, keeping the face in view
-    (a portrait's face sits above the middle, so a third of the dropped rows go above it)."""
-    src_w, src_h = image.size
-    if src_w * height_px >= src_h * width_px:  # too wide: drop columns evenly
-        keep_w = round(src_h * width_px / height_px)
-        left = (src_w - keep_w) // 2
-        return image.crop((left, 0, left + keep_w, src_h))
-    keep_h = round(src_w * height_px / width_px)
-    top = int((src_h - keep_h) * FACE_ROW_FRACTION)
-    return image.crop((0, top, src_w, top + keep_h))
-
-
-def write_portrait(size: str, out: Path) -> tuple[int, int]:
-    """Write the portrait for `size` and return the (height, width) the renderer will give it."""
-    width_px, height_px = (int(side) for side in size.split("*"))
-    with Image.open(PORTRAIT) as image:
-        crop_to_aspect(image.convert("RGB"), width_px, height_px).save(out)
-    with Image.open(out) as written:
-        return size_for(size, written.height, written.width)
-
-
 def settings_for(job: Job, option: Option) -> RenderSettings:
     plain = RenderSettings(
         renderer="liveavatar",
@@ -127,19 +102,10 @@ def settings_for(job: Job, option: Option) -> RenderSettings:
         size=job.size,
         sample_steps=job.steps,
         seed=job.seed,
-        num_clip=job.clips,
         offload="auto",
         weights_dir=job.weights,
     )
     return replace(plain, **option.changes)
-
-
-def request_for(job: Job, option: Option, portrait: Path, scratch: Path) -> RenderRequest:
-    wav = scratch / "speech.wav"
-    duration_s = job.clips * FRAMES_PER_CLIP / VIDEO_FPS - 0.1  # just inside the last clip
-    write_speech(wav, duration_s)
-    speech = SpeechTrack(wav, wav, duration_s, -16.0, (), wav, wav, "recording")
-    return RenderRequest(f"quality-{option.name}", portrait, PROMPT, speech, settings_for(job, option))
 
 
 # --- one option, in its own process --------------------------------------------------------
@@ -158,10 +124,12 @@ def render_option(job: Job, option: Option, portrait: Path, scratch: Path) -> di
     facts["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     if option.fp8_compute and (reason := fp8_compute_problem(device)):
         return {**facts, "skipped": reason}
-    renderer = open_renderer(settings_for(job, option))
+    settings = settings_for(job, option)
+    renderer = open_renderer(settings)
     renderer.identity()  # refuses, before loading, what no placement fits
     latents: list[np.ndarray] = []
-    stream = renderer.start(request_for(job, option, portrait, scratch))
+    request = job_request(f"quality-{option.name}", scratch / "speech.wav", portrait, job.clips, settings)
+    stream = renderer.start(request)
     stream.observe_latents(lambda block: latents.append(block.float().cpu().numpy()))  # a LiveAvatarStream
     frames = np.stack(list(stream))  # (F, H, W, 3) uint8
     telemetry = stream.telemetry()
@@ -334,8 +302,7 @@ def main() -> None:
         (scratch / f"option-{option.name}.json").write_text(json.dumps(facts), encoding="utf-8")
         return
     check_scratch(scratch, job, args.resume)
-    height_px, width_px = write_portrait(args.size, portrait)
-    print(f"{args.size}: the portrait renders at {width_px}x{height_px}", flush=True)
+    write_portrait(args.size, portrait)
     options = summarise(scratch, run_all(args, job))
     result = document(job, options, reproducing_command(sys.argv[1:]))
     out = args.out or result_path(result["device"], datetime.now(UTC))

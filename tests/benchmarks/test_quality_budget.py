@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
 from benchmarks import quality_budget as qb
@@ -22,25 +21,10 @@ OPTIONS = {option.name: option for option in qb.OPTIONS}
 JOB = qb.Job("/weights", "704*384", 4, 2, 420)
 
 
-@pytest.mark.parametrize(("size", "expected"), [("704*384", (384, 704)), ("128*128", (128, 128))])
-def test_the_portrait_is_cropped_so_the_video_has_the_size_asked_for(tmp_path, size, expected):
-    assert qb.write_portrait(size, tmp_path / "portrait.png") == expected
-
-
-def test_a_crop_keeps_the_face_and_drops_columns_of_a_wide_image():
-    square = Image.new("RGB", (768, 768))
-    square.paste((255, 0, 0), (0, 0, 768, 116))  # the rows above the band a crop keeps
-    band = qb.crop_to_aspect(square, 704, 384)
-    assert band.size == (768, 419)  # 768 * 384 / 704 rows, a third of those dropped taken above
-    assert band.getpixel((0, 0)) == (0, 0, 0)
-    wide = qb.crop_to_aspect(Image.new("RGB", (1000, 100)), 100, 100)
-    assert wide.size == (100, 100)
-
-
 def test_each_option_changes_only_its_formats():
     plain = qb.settings_for(JOB, OPTIONS["plain"])
     assert (plain.precision, plain.resolved_weight_format, plain.kv_format) == ("bf16", "bf16", "bf16")
-    assert (plain.size, plain.sample_steps, plain.num_clip, plain.seed) == ("704*384", 4, 2, 420)
+    assert (plain.size, plain.sample_steps, plain.seed, plain.weights_dir) == ("704*384", 4, 420, "/weights")
     end_to_end = qb.settings_for(JOB, OPTIONS["fp8-end-to-end"])
     assert (end_to_end.precision, end_to_end.resolved_weight_format, end_to_end.kv_format) == ("fp8", "fp8", "fp8")
     int8 = qb.settings_for(JOB, OPTIONS["weights-int8"])
