@@ -178,3 +178,10 @@ def test_sink_refresh_flag_asks_for_new_videos_only_when_on(project):
     assert invoke("render", project.catalogue, "--plain").exit_code == 0
     assert invoke("plan", project.catalogue, "--no-sink-refresh").exit_code == 0  # off: the same job ids
     assert invoke("plan", project.catalogue, "--sink-refresh").exit_code == 2
+
+
+def test_the_compile_cache_flag_never_asks_for_new_videos(project, tmp_path):
+    assert invoke("render", project.catalogue, "--plain").exit_code == 0
+    for folder in (str(tmp_path / "cc"), "off"):
+        result = invoke("plan", project.catalogue, "--compile-cache", folder)
+        assert result.exit_code == 0, result.output  # the same job ids: nothing to render

@@ -126,3 +126,23 @@ def test_entry_sink_refresh_unless_fixed_on_command_line():
     assert settings_for_entry(fixed, entry, frozenset({"sink_refresh"})).sink_refresh is False
     plain = Entry("b", "p", "d", {"en": "q"}, {"en": "a"}, ("en",))
     assert settings_for_entry(resolve_run_settings(CatalogueDefaults(), {}, {"sink_refresh": True}), plain).sink_refresh
+
+
+@pytest.mark.parametrize(
+    "env, cli, expected",
+    [
+        ({"HOME": "/home/ana"}, {}, "/home/ana/.cache/avatar-batch/compile"),
+        ({"HOME": "/home/ana", "XDG_CACHE_HOME": "/var/cache/ana"}, {}, "/var/cache/ana/avatar-batch/compile"),
+        ({}, {}, None),  # no home known: off rather than a guess
+        ({"HOME": "/home/ana", "AVATAR_BATCH_COMPILE_CACHE": "/fast/cc"}, {}, "/fast/cc"),
+        ({"AVATAR_BATCH_COMPILE_CACHE": "/fast/cc"}, {"compile_cache_dir": "/mine"}, "/mine"),
+        ({"HOME": "/home/ana"}, {"compile_cache_dir": "off"}, None),
+        ({"HOME": "/home/ana", "AVATAR_BATCH_COMPILE_CACHE": "OFF"}, {}, None),
+    ],
+)
+def test_the_compile_cache_folder_resolves_from_flag_env_and_the_users_cache(env, cli, expected):
+    assert resolve_run_settings(CatalogueDefaults(), env, cli).compile_cache_dir == expected
+
+
+def test_the_compile_cache_never_enters_the_job_id():
+    assert RenderSettings(compile_cache_dir="/a").hashed_fields() == RenderSettings().hashed_fields()

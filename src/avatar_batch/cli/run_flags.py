@@ -76,8 +76,24 @@ _SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
             help="liveavatar: re-seed the sink from the first clip's output (long answers keep their look).",
         ),
     ),
+    (
+        "compile_cache",
+        Path | None,
+        typer.Option(
+            None,
+            "--compile-cache",
+            help="liveavatar: folder keeping compiled DiT kernels for later runs, or off "
+            "(default: $XDG_CACHE_HOME/avatar-batch/compile).",
+            metavar="DIR",
+        ),
+    ),
 )
-SETTING_NAMES = {"steps": "sample_steps", "weights": "weights_dir", "gpu_memory": "gpu_memory_gib"}
+SETTING_NAMES = {
+    "steps": "sample_steps",
+    "weights": "weights_dir",
+    "gpu_memory": "gpu_memory_gib",
+    "compile_cache": "compile_cache_dir",
+}
 
 _RUN_FLAGS: tuple[tuple[str, Any, Any], ...] = (
     (

@@ -58,7 +58,9 @@ _ENV_FIELDS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "WEIGHT_FORMAT": ("weight_format", str),
     "KV_FORMAT": ("kv_format", str),
     "SINK_REFRESH": ("sink_refresh", switch),
+    "COMPILE_CACHE": ("compile_cache_dir", str),
 }
+COMPILE_CACHE_OFF = "off"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -116,9 +118,19 @@ def resolve_run_settings(
     _layer(settings, {"preset": defaults.preset, "renderer": defaults.renderer, "seed": defaults.seed})
     _layer(settings, env_overrides(env))
     _layer(settings, cli)
+    settings["compile_cache_dir"] = compile_cache_dir(settings["compile_cache_dir"], env)
     resolved = RenderSettings(**settings)
     check_settings(resolved)
     return resolved
+
+
+def compile_cache_dir(chosen: str | None, env: Mapping[str, str]) -> str | None:
+    """`--compile-cache DIR|off` or AVATAR_BATCH_COMPILE_CACHE; unset: the user's cache folder,
+    $XDG_CACHE_HOME/avatar-batch/compile (else ~/.cache/...; off where neither is known)."""
+    if chosen is not None:
+        return None if chosen.strip().lower() == COMPILE_CACHE_OFF else chosen
+    base = env.get("XDG_CACHE_HOME") or (f"{env['HOME']}/.cache" if env.get("HOME") else None)
+    return f"{base}/avatar-batch/compile" if base else None
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

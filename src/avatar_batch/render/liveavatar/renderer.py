@@ -20,6 +20,10 @@
 * An accelerator out-of-memory anywhere in a job becomes `OutOfMemoryError`
   after the job's tensors are freed; `ladder(settings)` (`oom_ladder`) lists the cheaper
   settings the batch layer retries with.
+* Compile cache: with compiled blocks (CUDA) and `settings.compile_cache_dir`,
+  each job first loads the compiled kernels a past run kept for its key
+  (`compile_cache.CompileCache`), and a cold key's first finished job keeps
+  them; the telemetry's `compile_cache` says "warm", "cold" or "off".
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from avatar_batch.core.errors import UnavailableError
 from avatar_batch.core.records import PRESETS, VIDEO_FPS, RenderRequest, RenderSettings, VideoGeometry
 from avatar_batch.core.settings import parse_size, preset_fields
 from avatar_batch.render.liveavatar import placement_report as report
+from avatar_batch.render.liveavatar.compile_cache import CacheState, CompileCache, CompileKey, compile_key, device_facts
 from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import ModelConfig
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_run_settings
@@ -101,6 +107,7 @@ class LiveAvatarStream:
     _options: SamplerOptions
     _clock: PhaseClock
     _facts: dict[str, Any]
+    _compiled: tuple[CompileCache, CompileKey] | None = None  # what to keep once the job finishes
     _frames_out: int = field(default=0)
     _latents_sink: LatentsSink | None = field(default=None)
 
@@ -124,6 +131,8 @@ class LiveAvatarStream:
                 for frame in islice(frames, self.geometry.num_frames):
                     self._frames_out += 1
                     yield frame
+            if self._compiled is not None:
+                self._compiled[0].finished(self._compiled[1])
         finally:
             frames.close()  # frees the caches and ends the VAE's device visit now, not at collection
             self._facts["peak_gpu_gib"] = peak_gpu_gib(self._runner.runtime.device)
@@ -146,6 +155,8 @@ class LiveAvatarRenderer:
         self._runner: LiveAvatarRunner | None = None
         self._identity: str | None = None
         self._planner: tuple[ModelConfig, Machine] | None = None
+        folder = settings.compile_cache_dir
+        self.compile_cache = CompileCache(Path(folder) if folder else None)
 
     def ladder(self, settings: RenderSettings) -> list[RenderSettings]:
         return oom_ladder(settings)
@@ -240,9 +251,23 @@ class LiveAvatarRenderer:
         with out_of_memory_guard("loading and conditioning", OOM_HINT):
             runner = self._placed_runner(settings, plan.sampling.geometry, clock)
             reset_peak_gpu(runner.runtime.device)
+            compiled = self._compile_key(runner, plan)
+            cache_state = self._prepare_compile_cache(compiled)
             cond = runner.condition(request, plan, self.options, clock)
-        facts = {**self._facts(plan, settings), "peak_rss_scope": rss_scope}
-        return LiveAvatarStream(self._geometry(plan, request), runner, plan, cond, self.options, clock, facts)
+        facts = {**self._facts(plan, settings), "peak_rss_scope": rss_scope, "compile_cache": cache_state}
+        geometry = self._geometry(plan, request)
+        kept = None if compiled is None else (self.compile_cache, compiled)
+        return LiveAvatarStream(geometry, runner, plan, cond, self.options, clock, facts, kept)
+
+    def _compile_key(self, runner: LiveAvatarRunner, plan: JobPlan) -> CompileKey | None:
+        """The job's compile-cache key; None when the blocks run eager (nothing to keep)."""
+        if not runner.runtime.compile or runner.placement is None:
+            return None
+        device = device_facts(runner.runtime.device)
+        return compile_key(str(torch.__version__), device, runner.placement, plan.sampling.geometry)
+
+    def _prepare_compile_cache(self, key: CompileKey | None) -> CacheState:
+        return "off" if key is None else self.compile_cache.prepare(key)
 
     def _geometry(self, plan: JobPlan, request: RenderRequest) -> VideoGeometry:
         g = plan.sampling.geometry
