@@ -24,3 +24,21 @@ def test_the_portrait_has_the_cases_width_and_height(tmp_path):
         out = write_portrait(size, tmp_path / f"{expected[0]}.png")
         with Image.open(out) as image:
             assert image.size == expected and image.mode == "RGB"
+
+
+def test_cold_then_warm_runs_each_case_twice_on_an_emptied_cache(tmp_path):
+    import argparse
+
+    from benchmarks.render_offload import _passes
+
+    stale = tmp_path / "cc" / "case1"
+    stale.mkdir(parents=True)
+    (stale / "dit-old.bin").write_bytes(b"old")
+    args = argparse.Namespace(
+        cases=["a", "b"], compile_cache=str(tmp_path / "cc"), cold_then_warm=True, scratch=str(tmp_path)
+    )
+    folders = [str(tmp_path / "cc" / "case0"), str(tmp_path / "cc" / "case1")]
+    assert _passes(args) == [(0, "a", folders[0]), (0, "a", folders[0]), (1, "b", folders[1]), (1, "b", folders[1])]
+    assert not stale.exists()  # the first pass of each case is cold
+    once = argparse.Namespace(cases=["a"], compile_cache=None, cold_then_warm=False, scratch=str(tmp_path))
+    assert _passes(once) == [(0, "a", None)]
