@@ -30,14 +30,22 @@ def key_for(**changes) -> CompileKey:
 
 
 class FakeTorch:
-    """torch.compiler's two calls: records what was loaded, saves `kernels`."""
+    """torch.compiler's two calls: records what was loaded; saves `kernels`, whose artifact
+    names are its bytes, one a letter (torch saves what it loaded and used, and anything new)."""
 
     def __init__(self, kernels: bytes | None = b"kernels"):
         self.kernels = kernels
         self.loaded: list[bytes] = []
 
+    def load(self, artifacts: bytes) -> frozenset[str]:
+        self.loaded.append(artifacts)
+        return frozenset(artifacts.decode())
+
+    def save(self):
+        return None if self.kernels is None else (self.kernels, frozenset(self.kernels.decode()))
+
     def cache(self, folder: Path | None) -> CompileCache:
-        return CompileCache(folder, load_artifacts=self.loaded.append, save_artifacts=lambda: self.kernels)
+        return CompileCache(folder, load_artifacts=self.load, save_artifacts=self.save)
 
 
 # --- the key ------------------------------------------------------------------------------
@@ -82,11 +90,20 @@ def test_cold_then_warm_across_processes(tmp_path):
     written = cache.finished(key_for())
     assert written == tmp_path / key_for().file_name() and written.is_file()
     assert cache.finished(key_for()) is None  # once per key and process
-    later = FakeTorch(kernels=b"more")
+    later = FakeTorch(kernels=b"kernels")  # the same graphs again: nothing new to write
     warm = later.cache(tmp_path)
     assert warm.prepare(key_for()) == "warm" and warm.prepare(key_for()) == "warm"
     assert later.loaded == [b"kernels"]  # loaded once, before anything compiles
     assert warm.finished(key_for()) is None and unpack(written.read_bytes(), key_for()) == b"kernels"
+
+
+def test_a_warm_run_that_still_compiled_completes_the_file(tmp_path):
+    cold = FakeTorch(kernels=b"ab").cache(tmp_path)
+    cold.prepare(key_for())
+    path = cold.finished(key_for())
+    grown = FakeTorch(kernels=b"abc").cache(tmp_path)  # a graph the first run never met
+    assert grown.prepare(key_for()) == "warm" and grown.finished(key_for()) == path
+    assert unpack(path.read_bytes(), key_for()) == b"abc"
 
 
 def test_another_geometry_is_its_own_cold_file(tmp_path):
@@ -129,10 +146,10 @@ def test_artifacts_torch_refuses_warn_and_compile_cold(tmp_path, caplog):
     path = tmp_path / key_for().file_name()
     path.write_bytes(pack(key_for(), b"not torch's"))
 
-    def refuse(_artifacts: bytes) -> None:
+    def refuse(_artifacts: bytes) -> frozenset[str]:
         raise RuntimeError("Bytes object is corrupted, checksum does not match")
 
-    cache = CompileCache(tmp_path, load_artifacts=refuse, save_artifacts=lambda: b"kernels")
+    cache = CompileCache(tmp_path, load_artifacts=refuse, save_artifacts=FakeTorch().save)
     with caplog.at_level(logging.WARNING):
         assert cache.prepare(key_for()) == "cold"
     assert str(path) in caplog.text and "checksum" in caplog.text
@@ -177,8 +194,8 @@ cache = CompileCache(Path(sys.argv[1]))
 state = cache.prepare(key)
 f = torch.compile(lambda x: torch.sin(x) * 2 + x.cos(), dynamic=False)
 assert torch.allclose(f(torch.arange(8.0)), torch.sin(torch.arange(8.0)) * 2 + torch.arange(8.0).cos())
-cache.finished(key)
-print(state, counters["inductor"]["fxgraph_cache_hit"])
+written = cache.finished(key)
+print(state, counters["inductor"]["fxgraph_cache_hit"], written is not None)
 """
 
 
@@ -195,8 +212,8 @@ def _fresh_process(folder: Path, inductor_dir: Path) -> str:
 @pytest.mark.slow
 def test_compiled_kernels_survive_into_a_new_process(tmp_path):
     """Two processes with their own (empty) inductor folders: the second compiles from the file."""
-    assert _fresh_process(tmp_path / "cache", tmp_path / "inductor-1") == "cold 0"
-    assert _fresh_process(tmp_path / "cache", tmp_path / "inductor-2") == "warm 1"
+    assert _fresh_process(tmp_path / "cache", tmp_path / "inductor-1") == "cold 0 True"
+    assert _fresh_process(tmp_path / "cache", tmp_path / "inductor-2") == "warm 1 False"  # nothing new to write
 
 
 # --- a render around the cache --------------------------------------------------------------

@@ -16,7 +16,8 @@ naming its key, so a file copied from another machine is refused by name.
 
 `CompileCache.prepare(key)` loads the key's file (once per process) before the
 first compile and says "warm" (loaded), "cold" (no usable file) or "off";
-`finished(key)` writes the file after a cold key's first job (atomically).
+`finished(key)` writes the file (atomically) after a key's first job when the
+file was missing or unusable, or when the job compiled graphs it lacked.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -113,15 +114,25 @@ def unpack(data: bytes, key: CompileKey) -> bytes:
     return data[HEADER.size + length :]
 
 
-def _load_into_torch(artifacts: bytes) -> None:
-    # torch returns None (after logging its own warning) for bytes it cannot read.
-    if torch.compiler.load_cache_artifacts(artifacts) is None:
+Artifacts = tuple[bytes, frozenset[str]]  # torch's bytes, and the names of the artifacts in them
+
+
+def _names(info: Any) -> frozenset[str]:
+    return frozenset(name for names in info.artifacts.values() for name in names)
+
+
+def _load_into_torch(artifacts: bytes) -> frozenset[str]:
+    """Hot-load into torch's caches; the names of what was loaded."""
+    info = torch.compiler.load_cache_artifacts(artifacts)
+    if info is None:  # torch's answer (after its own log line) to bytes it cannot read
         raise ValueError("torch could not read its artifacts (corrupt, or another torch build)")
+    return _names(info)
 
 
-def _saved_by_torch() -> bytes | None:
+def _saved_by_torch() -> Artifacts | None:
+    """Everything this process compiled or used from a loaded file; None if nothing."""
     saved = torch.compiler.save_cache_artifacts()
-    return None if saved is None else saved[0]
+    return None if saved is None else (saved[0], _names(saved[1]))
 
 
 @dataclass
@@ -129,9 +140,10 @@ class CompileCache:
     """The run's cache folder (None: off) and what this process did with each key."""
 
     folder: Path | None
-    load_artifacts: Callable[[bytes], None] = _load_into_torch
-    save_artifacts: Callable[[], bytes | None] = _saved_by_torch
+    load_artifacts: Callable[[bytes], frozenset[str]] = _load_into_torch
+    save_artifacts: Callable[[], Artifacts | None] = _saved_by_torch
     states: dict[CompileKey, CacheState] = field(default_factory=dict)
+    _loaded: dict[CompileKey, frozenset[str]] = field(default_factory=dict)
     _saved: set[CompileKey] = field(default_factory=set)
 
     def path(self, key: CompileKey) -> Path:
@@ -154,20 +166,23 @@ class CompileCache:
         # A cache file only saves time: whatever is wrong with it (truncated, corrupt, written
         # by another torch) must not fail a render, so every error ends in a cold compile.
         try:
-            self.load_artifacts(unpack(path.read_bytes(), key))
+            self._loaded[key] = self.load_artifacts(unpack(path.read_bytes(), key))
         except Exception as exc:  # noqa: BLE001 - see the comment above
             log.warning("compile cache %s is unusable (%s); compiling cold, and rewriting it after this job", path, exc)
             return "cold"
         return "warm"
 
     def finished(self, key: CompileKey) -> Path | None:
-        """After a job: write a cold key's artifacts once. Returns the file written, if any."""
-        if self.folder is None or self.states.get(key) != "cold" or key in self._saved:
+        """After a key's first job in this process: write what torch holds when the file was
+        unusable or lacks some of it (a warm run that still compiled). Returns the file written."""
+        state = self.states.get(key)
+        if self.folder is None or state is None or key in self._saved:
             return None
         self._saved.add(key)
-        artifacts = self.save_artifacts()
-        if not artifacts:
+        saved = self.save_artifacts()
+        if saved is None or (state == "warm" and saved[1] <= self._loaded.get(key, frozenset())):
             return None
+        artifacts = saved[0]
         path = self.path(key)
         # The video is already made; a full disk or a read-only cache folder costs only the
         # next run's compile, so it is reported, not raised.

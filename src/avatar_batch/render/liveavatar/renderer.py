@@ -22,8 +22,8 @@
   settings the batch layer retries with.
 * Compile cache: with compiled blocks (CUDA) and `settings.compile_cache_dir`,
   each job first loads the compiled kernels a past run kept for its key
-  (`compile_cache.CompileCache`), and a cold key's first finished job keeps
-  them; the telemetry's `compile_cache` says "warm", "cold" or "off".
+  (`compile_cache.CompileCache`), and a key's first finished job keeps them
+  when the file was missing, unusable or incomplete; the telemetry's `compile_cache` says "warm", "cold" or "off".
 """
 
 from __future__ import annotations
