@@ -12,7 +12,7 @@ GPU model, the placement's formats and resident layers, the video geometry).
 torch looks its artifacts up by their own graph hashes, so a file under the
 wrong key can only miss, never change a frame; the key keeps files small and
 lets runs of different sizes keep their own. A file starts with a header
-naming its key, so a file copied from another machine is refused by name.
+naming its key, so a file copied from another setup is refused, naming the fields that differ.
 
 `CompileCache.prepare(key)` loads the key's file (once per process) before the
 first compile and says "warm" (loaded), "cold" (no usable file) or "off";
