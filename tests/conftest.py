@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import wave
@@ -25,6 +26,15 @@ _EXEC_IGNORING_SIGINT = (
 def with_sigint_ignored(argv: list[str]) -> list[str]:
     """`argv` started the way a background job of a script starts: SIGINT ignored."""
     return [sys.executable, "-c", _EXEC_IGNORING_SIGINT, *argv]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its parent's wait() does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text(encoding="ascii")
 
 
 def write_sine_wav(

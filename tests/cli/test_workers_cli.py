@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from avatar_batch.cli import app
 from tests.cli.workers_fixtures import (
-    gone,
     latest_report,
     library_fingerprint,
     read_until,
@@ -18,6 +17,7 @@ from tests.cli.workers_fixtures import (
     use_recordings,
     worker_pids,
 )
+from tests.conftest import process_alive
 
 EXIT_TIMEOUT_S = 300
 
@@ -76,7 +76,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_nothing_behind(project):
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     rest, _ = process.communicate(timeout=EXIT_TIMEOUT_S)
     assert process.returncode == 130, "".join(lines) + rest
-    assert len(pids) == 2 and all(gone(pid) for pid in pids.values())
+    assert len(pids) == 2 and not any(process_alive(pid) for pid in pids.values())
     assert not any(p.name.startswith(".tmp-") for p in project.library.rglob("*"))
     report = latest_report(project.library)
     assert report["outcome"] == "interrupted" and [w["worker"] for w in report["workers"]] == ["w0", "w1"]

@@ -81,11 +81,3 @@ def worker_pids(lines: list[str]) -> dict[str, int]:
             name = line.split("worker ", 1)[1].split(":", 1)[0]
             pids[name] = int(line.rsplit("pid ", 1)[1].rstrip(")\n"))
     return pids
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return "State:\tZ" in Path(f"/proc/{pid}/status").read_text(encoding="ascii")

@@ -18,6 +18,7 @@ import pytest
 from avatar_batch.executors import Task
 from avatar_batch.executors.local import LocalPool
 from avatar_batch.executors.protocol import Died, Done, Ready
+from tests.conftest import process_alive
 from tests.executors.work_fixtures import GATE, STARTED, BrokenWork, EchoWork, GatedWork
 
 EVENT_TIMEOUT_S = 120  # a generous bound on a busy machine; the tests never wait for it to pass
@@ -40,14 +41,6 @@ def ready_all(pool: LocalPool) -> queue.Queue:
     ready = {next_event(events, Ready).worker for _ in pool.names}
     assert ready == set(pool.names)
     return events
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
 
 
 def test_each_worker_sees_its_own_device_and_answers(tmp_path):
@@ -108,7 +101,7 @@ def test_close_when_interrupted_stops_busy_workers(tmp_path):
         pids.append(int((busy.folder / STARTED).read_text()))
     pool.close(interrupted=True)
     gate.close()
-    assert not any(alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
 
 
 def test_cpu_workers_keep_the_thread_count_of_a_one_process_run(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ into freshly allocated pageable memory back. On an H200 that cost 10 s of every
 job's 11 s of text encoding. `PinnedVisits` keeps one page-locked host copy of
 each tensor instead: a visit copies it to the device asynchronously at full
 link speed, and the return only drops the device copy, since nothing writes to
-the weights. The host copy replaces the loaded tensor (never a second copy).
+the weights. The host copies are made at the first visit and replace the loaded
+tensors, which are freed then (the two coexist only during that first visit).
 """
 
 from __future__ import annotations
