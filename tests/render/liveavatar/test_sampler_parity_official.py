@@ -22,6 +22,9 @@ from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, 
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 
 RELATIVE_TOLERANCE = 1e-4
+# One call at a time repeats the official loop's arithmetic: equal on the CPU that wrote the
+# fixture, and within float32 rounding of another CPU's kernels (1.1e-5 on an AMD EPYC).
+EXACT_LOOP_TOLERANCE = 1e-5
 SINK_SEED = 1234  # the recording's sink-distance RNG seed (README: "Sink-distance sequence")
 
 from tests.render.liveavatar.conftest import needs_official_fixtures  # noqa: E402
@@ -66,8 +69,8 @@ def test_final_latents_match_the_official_loop(official_model, recorded, plan, m
         assert ours.shape == official.shape
         relative = ((ours - official).norm() / official.norm()).item()
         worst = (ours - official).abs().max().item()
-        if max_batch == 1:
-            assert worst == 0.0, (clip, worst)  # the official loop's own arithmetic
+        if max_batch == 1:  # the official loop's own arithmetic, to float32 rounding on another CPU
+            assert worst <= EXACT_LOOP_TOLERANCE * official.abs().max().item(), (clip, worst)
         assert relative <= RELATIVE_TOLERANCE and worst <= RELATIVE_TOLERANCE * official.abs().max().item(), (
             clip,
             relative,
