@@ -203,6 +203,22 @@ def test_placed_loader_streams_blocks_straight_from_the_shards(tmp_path):
     torch.testing.assert_close(latents(streamed, plan), latents(resident, plan), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("weight_format", ["int8", "fp8"])
+def test_placed_loader_merges_the_lora_into_8bit_streamed_blocks(tmp_path, weight_format):
+    # Resident linears are quantised before the streamed blocks load: each streamed
+    # block's LoRA must still merge (its targets are the model's, not what is left as Linear).
+    write_tiny_checkpoint(tmp_path, replace(CONFIG_TINY, dit=CONFIG), encoders=False)
+    whole = place_loaded(
+        load_dit(tmp_path, device="cpu", dtype=torch.float32),
+        DiTPlacer(LAYERS, LAYERS, 2, weight_format, "bf16", CopyEngine(CPU), CachePolicy()),
+    )
+    placer = DiTPlacer(LAYERS, 2, 2, weight_format, "bf16", CopyEngine(CPU), CachePolicy())
+    streamed = load_dit(tmp_path, device="cpu", dtype=torch.float32, placer=placer)
+    assert sorted(streamed.weight_ring.host) == streamed_layer_indices(LAYERS, 2)
+    plan = make_plan(clips=1)
+    torch.testing.assert_close(latents(streamed, plan), latents(whole, plan), rtol=0, atol=0)
+
+
 def test_streamed_blocks_are_spread_between_resident_ones():
     assert streamed_layer_indices(40, 40) == []
     assert streamed_layer_indices(40, 0) == list(range(40))

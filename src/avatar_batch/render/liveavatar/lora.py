@@ -175,17 +175,20 @@ def merge_lora(
     alpha: float = LORA_ALPHA,
     rank: int | None = None,
     include: Callable[[str], bool] | None = None,
+    targets: list[LoraTarget] | None = None,
 ) -> int:
     """Merge the LoRA at `path` into `model` in place; returns the number of merged modules.
 
     Every target must be present (else WeightsError, nothing merged). `rank`
     overrides r read from the tensors (which must then have it). `include(module
     name)` merges a part only: a placed load merges each streamed block as it
-    is read, and the rest once (the whole file is checked every time)."""
+    is read, and the rest once (the whole file is checked every time). `targets`
+    are the model's as `lora_targets` found them before any Linear was quantised
+    (a placed load quantises the resident part before the streamed blocks merge)."""
     from safetensors import safe_open
 
     path = Path(path)
-    targets = lora_targets(model)
+    targets = lora_targets(model) if targets is None else targets
     shapes = read_lora_shapes(path)
     found, problems = check_lora_keys(path, shapes, targets, rank)
     if problems:

@@ -34,7 +34,7 @@ from avatar_batch.render.liveavatar.checkpoint.sizes import FIX_DOWNLOAD, read_d
 from avatar_batch.render.liveavatar.checkpoint.verify import dit_problems
 from avatar_batch.render.liveavatar.dit import PARITY, CausalS2VDiT, DiTNumerics
 from avatar_batch.render.liveavatar.dit.placed import DiTPlacer, block_of_key
-from avatar_batch.render.liveavatar.lora import LORA_ALPHA, capped_problems, merge_lora
+from avatar_batch.render.liveavatar.lora import LORA_ALPHA, capped_problems, lora_targets, merge_lora
 
 
 def load_dit(
@@ -64,6 +64,7 @@ def load_dit(
     streamed = set(placer.streamed) if placer is not None else set()
     rest = {k: s for k, s in weight_map.items() if block_of_key(k) not in streamed}
     _stream_weights(model, layout, rest, target, dtype)
+    targets = lora_targets(model)  # before the placer quantises any Linear
     if lora:
         merge_lora(
             model,
@@ -71,6 +72,7 @@ def load_dit(
             alpha=lora_alpha,
             rank=lora_rank,
             include=lambda m: block_of_key(m + ".") not in streamed,
+            targets=targets,
         )
     if placer is None:
         return model.eval().requires_grad_(False)
@@ -79,7 +81,9 @@ def load_dit(
         prefix = f"blocks.{layer}."
         _stream_weights(model, layout, {k: s for k, s in weight_map.items() if k.startswith(prefix)}, target, dtype)
         if lora:
-            merge_lora(model, layout.lora_path, alpha=lora_alpha, rank=lora_rank, include=_under(prefix))
+            merge_lora(
+                model, layout.lora_path, alpha=lora_alpha, rank=lora_rank, include=_under(prefix), targets=targets
+            )
         placer.adopt(layer, model.blocks[layer])
     return placer.attach(model.eval().requires_grad_(False))
 
