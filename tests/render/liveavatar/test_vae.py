@@ -245,3 +245,23 @@ def test_streaming_chunk_size_follows_the_memory_there_is(vae, monkeypatch):
     monkeypatch.setattr(vae_module, "latents_per_call", lambda *_: 1)
     single = vae.stream_decoder().decode_chunk(latents)
     torch.testing.assert_close(single, chunked, atol=1e-5, rtol=1e-5)
+
+
+def test_a_call_cap_splits_the_chunk_into_single_latent_calls(vae):
+    latents = _latents(7, seed=8)
+    whole = vae.stream_decoder().decode_chunk(latents)
+    stream = vae.stream_decoder()
+    calls = []
+    real_decoder = vae.model.decoder.forward
+
+    def counted(piece, **kwargs):
+        calls.append(piece.shape[2])
+        return real_decoder(piece, **kwargs)
+
+    vae.model.decoder.forward = counted
+    try:
+        capped = stream.decode_chunk(latents, max_latents=1)
+    finally:
+        del vae.model.decoder.forward
+    assert calls == [1] * 7  # the cap holds even where the CPU has room for three
+    torch.testing.assert_close(capped, whole, atol=1e-5, rtol=1e-5)

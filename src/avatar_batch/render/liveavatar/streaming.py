@@ -27,7 +27,12 @@ from avatar_batch.render.liveavatar.vae import decode_bytes
 # sampler: the second stream cannot reuse the sampler's cached blocks, and the
 # sampler's own peak comes in the middle of a batch of calls.
 SIDE_DECODE_SLACK_BYTES = 2 * 2**30
-SIDE_DECODE_MIN_LATENTS = 1
+# Latents per decoder call beside the sampler. Decoder kernels are not preempted:
+# a 3-latent call's convolutions hold the SMs long enough to stall the DiT's
+# next kernels, where 1-latent calls slot into its gaps. Whole H200, helpers
+# resident, bf16: 704*384 went from 10.8 to 15.2 FPS, 384*256 from 36.5 to 55.9
+# (benchmarks/results/NVIDIA-H200-20261202-offload.json).
+SIDE_DECODE_LATENTS = 1
 
 
 def to_uint8_video(video: torch.Tensor) -> torch.Tensor:
@@ -43,12 +48,12 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 def side_decode_fits(device: torch.device, height_px: int, width_px: int) -> bool:
     """Whether a block can be decoded on a second stream without squeezing the sampler:
-    room for a one-latent decoder call (`latents_per_call` takes more where there is
-    room). A streamed placement reserves that room (placement_plan.estimate); decoding
-    a block at a time beside the sampler beats three latents at a time after it."""
+    room for a one-latent decoder call (every side call takes one). A streamed placement
+    reserves that room (placement_plan.estimate); decoding a latent at a time beside the
+    sampler beats three latents at a time after it."""
     if device.type != "cuda":
         return False
-    need_bytes = decode_bytes(SIDE_DECODE_MIN_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
+    need_bytes = decode_bytes(SIDE_DECODE_LATENTS, height_px, width_px) + SIDE_DECODE_SLACK_BYTES
     free_bytes = free_device_bytes(device)
     cached_bytes = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if free_bytes < need_bytes <= free_bytes + cached_bytes:
@@ -138,7 +143,7 @@ def _queue_decode(latents: torch.Tensor, decoder, side: torch.cuda.Stream) -> tu
     decoder.used_on(side)
     with torch.cuda.stream(side):
         side.wait_event(sampled)
-        frames = to_uint8_video(decoder.decode_chunk(latents[None]))
+        frames = to_uint8_video(decoder.decode_chunk(latents[None], max_latents=SIDE_DECODE_LATENTS))
         host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
         host.copy_(frames, non_blocking=True)
         done = torch.cuda.Event()

@@ -340,9 +340,10 @@ class StreamDecoder:
         """Feed context latents (B, 16, n, h, w) whose frames are not wanted."""
         self._run(latents, keep=False)
 
-    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
-        """Frames (B, 3, F, H, W) fp32 in [-1, 1] for the next latents (B, 16, n, h, w)."""
-        return torch.cat(self._run(latents, keep=True), dim=2)
+    def decode_chunk(self, latents: torch.Tensor, max_latents: int | None = None) -> torch.Tensor:
+        """Frames (B, 3, F, H, W) fp32 in [-1, 1] for the next latents (B, 16, n, h, w),
+        at most `max_latents` (and never more than the decoder's own cap) per decoder call."""
+        return torch.cat(self._run(latents, keep=True, max_latents=max_latents), dim=2)
 
     def used_on(self, stream: torch.cuda.Stream) -> None:
         """Mark the kept state as read by `stream`, so the allocator does not reuse a
@@ -356,7 +357,7 @@ class StreamDecoder:
         stride = self._vae.spatial_stride
         return latents.shape[-2] * stride, latents.shape[-1] * stride
 
-    def _run(self, latents: torch.Tensor, keep: bool) -> list[torch.Tensor]:
+    def _run(self, latents: torch.Tensor, keep: bool, max_latents: int | None = None) -> list[torch.Tensor]:
         """Decode with our own cache that outlives the call. The very first latent
         goes alone (diffusers' `first_chunk`); after it, up to `CHUNK_LATENTS`
         latents go through the decoder at once, as memory allows: every layer is
@@ -369,7 +370,8 @@ class StreamDecoder:
             height_px, width_px = self.frame_size_px(x)
             # Priming runs before the sampler allocates its caches: large transient
             # blocks then would fragment the cache they fill, so it goes latent by latent.
-            chunk = min(self._max_latents, latents_per_call(x.device, height_px, width_px)) if keep else 1
+            cap = self._max_latents if max_latents is None else min(self._max_latents, max_latents)
+            chunk = min(cap, latents_per_call(x.device, height_px, width_px)) if keep else 1
             if self.num_latents_seen == 0:
                 pieces = [x[:, :, :1], *x[:, :, 1:].split(chunk, dim=2)]
             else:
