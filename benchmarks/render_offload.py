@@ -26,7 +26,11 @@ Usage (GPU machine):
     python -m benchmarks.render_offload --weights /tmp/w14b --write-random \
         --cases 704*384:4:bf16:none 704*384:4:bf16:48 ... --clips 3 --out results.json
     python -m benchmarks.render_offload --weights /tmp/w14b --cases 704*384:4:bf16:none --cold-then-warm
-A case is SIZE:STEPS:PRECISION:BUDGET_GIB (`none` = the whole GPU)[:WEIGHT_FORMAT].
+A case is SIZE:STEPS:PRECISION:BUDGET_GIB (`none` = the whole GPU)[:WEIGHT_FORMAT[:KV_FORMAT[:OFFLOAD]]]
+(defaults auto, bf16, auto: `704*384:4:bf16:48:int8:fp8` stores the DiT's weights in int8
+and its KV caches in fp8; `704*384:4:bf16:none:auto:bf16:model` lends the helpers on the
+whole GPU). A case's ratio is to the run of the same size, steps and precision on the
+whole GPU with the defaults.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ def parse_case(text: str) -> dict[str, Any]:
         "precision": precision,
         "budget_gib": None if budget == "none" else float(budget),
         "weight_format": parts[4] if len(parts) > 4 else "auto",
+        "kv_format": parts[5] if len(parts) > 5 else "bf16",
+        "offload_asked": parts[6] if len(parts) > 6 else "auto",
     }
 
 
@@ -157,8 +163,9 @@ def run_case(
         sample_steps=case["steps"],
         precision=case["precision"],
         weight_format=case["weight_format"],
+        kv_format=case["kv_format"],
         gpu_memory_gib=case["budget_gib"],
-        offload="auto",
+        offload=case["offload_asked"],
         weights_dir=str(weights),
         compile_cache_dir=compile_cache,
     )
@@ -272,6 +279,8 @@ def _document(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
                 r
                 for r in runs
                 if r.get("budget_gib") is None
+                and (r.get("weight_format"), r.get("kv_format", "bf16"), r.get("offload_asked", "auto"))
+                == ("auto", "bf16", "auto")
                 and "fps" in r
                 and (r["size"], r["steps"], r["precision"]) == (run["size"], run["steps"], run["precision"])
             ),
@@ -283,13 +292,16 @@ def _document(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
 
 
 def _print_table(runs: list[dict[str, Any]]) -> None:
-    print("size     steps prec budget offload  fps    rt     ratio  first_s cache load_s peakGPU rss   h2d/frame")
+    print(
+        "size     steps prec budget w/kv      offload  fps    rt     ratio  first_s cache load_s peakGPU rss   h2d/frame"
+    )
     for r in runs:
         if "error" in r:
             print(f"{r['size']:8} {r['steps']:5} {r['precision']:4} {r['budget_gib']!s:6} ERROR {r['error'][:200]}")
             continue
         print(
-            f"{r['size']:8} {r['steps']:5} {r['precision']:4} {r['budget_gib']!s:6} {r['offload']!s:8} "
+            f"{r['size']:8} {r['steps']:5} {r['precision']:4} {r['budget_gib']!s:6} "
+            f"{r['weight_format'] + '/' + r.get('kv_format', 'bf16'):9} {r['offload']!s:8} "
             f"{r['fps']:6.2f} {r['real_time_factor']:6.3f} {r.get('ratio_to_unconstrained', math.nan):6.3f} "
             f"{r['first_video_s']:7.1f} {r.get('compile_cache', '-')!s:5} "
             f"{r['load_s']:6.1f} {r['peak_gpu_gib']:7.2f} {r['peak_rss_gib']:5.1f} {r['h2d_gib_per_frame']:.3f}"

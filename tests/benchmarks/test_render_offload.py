@@ -7,16 +7,34 @@ from PIL import Image
 from benchmarks.render_offload import parse_case, write_portrait
 
 
-def test_a_case_names_size_steps_precision_budget_and_an_optional_weight_format():
+def test_a_case_names_size_steps_precision_budget_and_optional_formats_and_offload():
     assert parse_case("704*384:4:bf16:none") == {
         "size": "704*384",
         "steps": 4,
         "precision": "bf16",
         "budget_gib": None,
         "weight_format": "auto",
+        "kv_format": "bf16",
+        "offload_asked": "auto",
     }
     assert parse_case("384*256:3:fp8:24:int8")["budget_gib"] == 24.0
     assert parse_case("384*256:3:fp8:24:int8")["weight_format"] == "int8"
+    assert parse_case("704*384:4:bf16:48:int8:fp8")["kv_format"] == "fp8"
+    assert parse_case("704*384:4:bf16:none:auto:bf16:model")["offload_asked"] == "model"
+
+
+def test_ratios_are_to_the_whole_gpu_run_with_default_formats_and_offload():
+    import argparse
+
+    from benchmarks.render_offload import _document
+
+    def run(budget, fps, weight_format="auto", offload="auto"):
+        case = parse_case(f"704*384:4:bf16:{budget}:{weight_format}:bf16:{offload}")
+        return {**case, "fps": fps, "device": "gpu"}
+
+    runs = [run("none", 20.0, offload="model"), run("none", 10.0), run(48, 8.0, "int8"), run(48, 5.0)]
+    _document(argparse.Namespace(), runs)
+    assert [r["ratio_to_unconstrained"] for r in runs] == [2.0, 1.0, 0.8, 0.5]
 
 
 def test_the_portrait_has_the_cases_width_and_height(tmp_path):

@@ -37,10 +37,16 @@ def frame_digest(video: Path) -> str:
 
 
 def library_fingerprint(library: Path) -> list[tuple[str, str, str, str, str]]:
-    """(entry, language, job id, status, frame hash) in manifest order."""
+    """(entry, language, job id, status, frame hash) in manifest order; a failed job's hash is ""."""
     items = json.loads((library / "manifest.json").read_text(encoding="utf-8"))["items"]
     return [
-        (item["entry_id"], item["language"], item["job_id"], item["status"], frame_digest(library / item["video"]))
+        (
+            item["entry_id"],
+            item["language"],
+            item["job_id"],
+            item["status"],
+            frame_digest(library / item["video"]) if item.get("video") else "",
+        )
         for item in items
     ]
 
