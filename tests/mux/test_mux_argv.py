@@ -21,7 +21,7 @@ def test_encode_argv_golden():
         "-i", "/s/speech_master.wav",
         "-map", "0:v:0", "-map", "1:a:0",
         "-f", "mp4", "-b:a", "128k", "-ar", "48000", "-c:a", "aac",
-        "-c:v", "libx264", "-crf", "20", "-fps_mode", "cfr", "-movflags", "+faststart", "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-crf", "20", "-movflags", "+faststart", "-pix_fmt", "yuv420p",
         "-preset", "veryfast", "-r", "25",
         "/o/video.mp4",
         "-hide_banner", "-nostats", "-loglevel", "error", "-y",

@@ -46,7 +46,10 @@ def encode_argv(
     )
     speech = ffmpeg.input(str(master_wav))
     video_options = {"c:v": "libx264", "preset": preset, "crf": crf, "pix_fmt": "yuv420p"}
-    rate_options = {"r": geometry.fps, "fps_mode": "cfr"}
+    # -r as an output option alone makes the rate constant (frames duplicated or dropped
+    # before encoding). ffmpeg 5.1's -fps_mode cfr gave byte-identical files with 5.1 and 7.0,
+    # and is missing from the ffmpeg 4.x that Ubuntu 22.04 ships.
+    rate_options = {"r": geometry.fps}
     audio_options = {"c:a": "aac", "audio_bitrate": AUDIO_BITRATE, "ar": MASTER_SAMPLE_RATE_HZ}
     graph = ffmpeg.output(
         frames["v:0"],
