@@ -146,15 +146,31 @@ def test_a_stale_slot_is_refused():
         ring.wait(ring.order[0])
 
 
-def test_each_pass_copies_each_streamed_block_once():
+def test_each_wave_copies_each_streamed_block_once():
     dit, engine = placed(resident=1, slots=2)
     layout = dit.weight_ring.layout
     plan = make_plan(steps=2, clips=1)  # 2 blocks x 2 steps: 3 waves
     latents(dit, plan)
-    # The prefill and 4 DiT calls: the middle wave's two calls read unequal windows, so run apart.
-    passes = 1 + 4
+    # The prefill and one pass per wave: the middle wave's two calls read unequal windows, so
+    # they are two batches, but both run layer by layer in the same pass.
+    passes = 1 + 3
     # The ring wraps: the first slots of the next pass are filled at the end of the last one.
     assert engine.counters.host_to_device == layout.nbytes * (LAYERS - 1) * passes + layout.nbytes * 2
+
+
+def test_a_wave_of_unequal_windows_is_one_pass_with_the_batches_own_numbers():
+    # 3 clips of 4 steps: 15 waves, which the filling rings split into 24 batches.
+    plan = make_plan(steps=4, clips=3)
+    streamed, _ = placed(resident=1, steps_resident=1, cond_stream=True, poison=True)
+    passes = []
+    start_pass = streamed.weight_ring.start_pass
+    streamed.weight_ring.start_pass = lambda: (passes.append(1), start_pass())[1]
+    batch_by_batch, _ = placed(resident=LAYERS)
+    one_pass = batch_by_batch.denoise_wave  # each batch in a pass of its own, as before waves shared one
+    batch_by_batch.denoise_wave = lambda batches, cond: [one_pass([batch], cond)[0] for batch in batches]
+    torch.testing.assert_close(latents(streamed, plan), latents(batch_by_batch, plan), rtol=0, atol=0)
+    g = plan.geometry
+    assert len(passes) == 1 + g.num_clips * g.blocks_per_clip + 4 - 1  # the prefill, then one per wave
 
 
 def test_fp8_kv_cache_error_is_bounded(resident_latents):

@@ -249,7 +249,7 @@ def test_out_of_memory_while_sampling_frees_the_job_and_raises(renderer, setting
     list(renderer.start(request))  # loaded and warm
     dit = renderer._runner.dit
     caches: list[weakref.ref] = []
-    real_new_caches, real_denoise = dit.new_step_caches, dit.denoise_blocks
+    real_new_caches, real_denoise = dit.new_step_caches, dit.denoise_wave
     calls = []
 
     def new_step_caches(*args, **kwargs):
@@ -257,13 +257,13 @@ def test_out_of_memory_while_sampling_frees_the_job_and_raises(renderer, setting
         caches.extend(weakref.ref(c) for c in made)
         return made
 
-    def denoise_blocks(*args, **kwargs):
+    def denoise_wave(*args, **kwargs):
         calls.append(1)
         return _cuda_oom() if len(calls) == 3 else real_denoise(*args, **kwargs)
 
     emptied = []
     monkeypatch.setattr(dit, "new_step_caches", new_step_caches)
-    monkeypatch.setattr(dit, "denoise_blocks", denoise_blocks)
+    monkeypatch.setattr(dit, "denoise_wave", denoise_wave)
     monkeypatch.setattr(memory.torch.cuda, "empty_cache", lambda: emptied.append(1))
     stream = renderer.start(request)
     with pytest.raises(OutOfMemoryError, match="out of accelerator memory") as caught:

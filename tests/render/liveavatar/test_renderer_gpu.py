@@ -68,7 +68,7 @@ def test_a_real_cuda_out_of_memory_is_translated_and_freed(renderer, setup, monk
     torch.cuda.synchronize()
     baseline = torch.cuda.memory_allocated()
     dit = renderer._runner.dit
-    real = dit.denoise_blocks
+    real = dit.denoise_wave
     calls = []
 
     def greedy(*args, **kwargs):
@@ -77,7 +77,7 @@ def test_a_real_cuda_out_of_memory_is_translated_and_freed(renderer, setup, monk
             torch.empty(2**50, dtype=torch.uint8, device=dit.device)  # 1 PiB: always too much
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dit, "denoise_blocks", greedy)
+    monkeypatch.setattr(dit, "denoise_wave", greedy)
     with pytest.raises(OutOfMemoryError):
         list(renderer.start(request))
     torch.cuda.synchronize()

@@ -146,9 +146,9 @@ class RecordingDiT:
     def __getattr__(self, name):
         return getattr(self._dit, name)
 
-    def denoise_blocks(self, blocks, step_caches, cond_cache):
-        self.batches.append(list(zip(blocks, step_caches)))
-        return self._dit.denoise_blocks(blocks, step_caches, cond_cache)
+    def denoise_wave(self, batches, cond_cache):
+        self.batches.extend(list(zip(blocks, step_caches)) for blocks, step_caches in batches)
+        return self._dit.denoise_wave(batches, cond_cache)
 
     @property
     def calls(self):

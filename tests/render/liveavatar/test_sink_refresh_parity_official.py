@@ -103,16 +103,16 @@ def ours(official_model, vae, cond, plan):
         return seen["ref"], seen["motion"]
 
     velocities: list[torch.Tensor] = []
-    denoise = official_model.denoise_blocks
+    denoise = official_model.denoise_wave
 
     def recording_denoise(*args):
         out = denoise(*args)
-        velocities.extend(v.clone() for v in out)
+        velocities.extend(v.clone() for batch in out for v in batch)
         return out
 
     distances = sink_distances(SINK_SEED)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(official_model, "denoise_blocks", recording_denoise)
+        patch.setattr(official_model, "denoise_wave", recording_denoise)
         blocks = list(sample_blocks(official_model, cond, plan, distances, seeded_noise(plan), 1, refresh=refresh))
     return blocks, {**seen, "velocities": velocities}
 

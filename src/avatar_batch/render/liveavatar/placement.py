@@ -9,8 +9,8 @@ explains a run in `plan`, `doctor` and the manifest's telemetry.
 Terms:
 * "gpu": resident on the compute device for the whole run;
 * "stream": kept in pinned host memory and copied to the GPU ahead of use on a
-  side CUDA stream (a DiT layer once per wavefront call, which serves every
-  block of that call; a KV-cache layer before the layer that reads it);
+  side CUDA stream (a DiT layer once per wave, which serves every call of
+  that wave; a KV-cache layer before the layer that reads it);
 * "lend": kept on the host and moved to the GPU for each use (umT5, wav2vec2,
   the VAE under `--offload model`).
 """

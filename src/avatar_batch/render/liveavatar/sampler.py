@@ -209,19 +209,10 @@ class _Wavefront:
             for block, step in calls:
                 if step == 0:
                     latents[block] = next(block_noise)
-            for group in _batches(calls, self.step_caches, geometry, self.limit):
-                inputs = [
-                    BlockInputs(
-                        latents[block],
-                        schedule.timesteps[step],
-                        self.cond.audio[..., VIDEO_FRAMES_PER_BLOCK * block : VIDEO_FRAMES_PER_BLOCK * (block + 1)],
-                        LATENT_FRAMES_PER_BLOCK * block,
-                        self.drawn[block * num_steps + step],
-                    )
-                    for block, step in group
-                ]
-                caches = [self.step_caches[step] for _, step in group]
-                velocities = dit.denoise_blocks(inputs, caches, self.cond_cache)
+            groups = list(_batches(calls, self.step_caches, geometry, self.limit))
+            # One pass over the layers for the whole wave: streamed layers are copied once.
+            batches = [([self._inputs(latents, block, step) for block, step in g], self._caches(g)) for g in groups]
+            for group, velocities in zip(groups, dit.denoise_wave(batches, self.cond_cache)):
                 for (block, step), velocity in zip(group, velocities):
                     # x <- x + (sigma_{k+1} - sigma_k) v in fp32, stored in the model dtype (official loop).
                     step_size = schedule.step_size(step)
@@ -229,6 +220,19 @@ class _Wavefront:
             finished = wave - (num_steps - 1)
             if finished >= first:
                 yield latents.pop(finished)
+
+    def _inputs(self, latents: dict[int, torch.Tensor], block: int, step: int) -> BlockInputs:
+        num_steps = self.plan.schedule.num_steps
+        return BlockInputs(
+            latents[block],
+            self.plan.schedule.timesteps[step],
+            self.cond.audio[..., VIDEO_FRAMES_PER_BLOCK * block : VIDEO_FRAMES_PER_BLOCK * (block + 1)],
+            LATENT_FRAMES_PER_BLOCK * block,
+            self.drawn[block * num_steps + step],
+        )
+
+    def _caches(self, group: list[tuple[int, int]]) -> list[StepCache]:
+        return [self.step_caches[step] for _, step in group]
 
 
 def _block_noise(noise: NoiseSource, geometry: ClipGeometry, dit: CausalS2VDiT) -> Iterator[torch.Tensor]:

@@ -120,6 +120,22 @@ def rolled_reference_time(first_frame: int, sink_distance: int) -> int:
     return SINK_REF_TIME + max(0, first_frame - (SINK_REF_TIME - sink_distance))
 
 
+@dataclass
+class _Batch:
+    """One batch of a wave between the layers (`CausalS2VDiT.denoise_wave`); x advances layer by layer."""
+
+    x: torch.Tensor
+    e: torch.Tensor
+    e0: torch.Tensor
+    audio_global: torch.Tensor
+    audio_local: torch.Tensor
+    attend_of: Callable[[int], SelfAttend]
+    calls: list[tuple[StepCache, int]]  # (step cache, first latent frame) per block
+    grid: TokenGrid
+    frames: int
+    tokens: int  # per block
+
+
 class CausalS2VDiT(nn.Module):
     def __init__(self, config: DiTConfig, numerics: DiTNumerics = PARITY):
         super().__init__()
@@ -235,6 +251,40 @@ class CausalS2VDiT(nn.Module):
         one anti-diagonal of (block, step): each depends only on the previous
         diagonal, so batching changes no result, and B-times larger matrix
         products use the GPU better than B separate calls."""
+        return self.denoise_wave([(blocks, step_caches)], cond_cache)[0]
+
+    @torch.no_grad()
+    def denoise_wave(
+        self, batches: Sequence[tuple[Sequence[BlockInputs], Sequence[StepCache]]], cond_cache: CondCache
+    ) -> list[torch.Tensor]:
+        """Velocities of several batches (as `denoise_blocks`) in ONE pass over the layers.
+
+        A wave's calls read cache windows of different lengths while the rings fill,
+        so they form several batches; each layer runs every batch before the next
+        layer, so a streamed layer (and a streamed cache layer) is copied once per
+        wave instead of once per batch: 15 passes instead of 24 for 3 clips of 4
+        steps. The batches are independent (no two share a step cache), so each
+        gets exactly the numbers `denoise_blocks` gives it alone."""
+        caches = [cache for _, batch_caches in batches for cache in batch_caches]
+        if len({id(c) for c in caches}) != len(caches):
+            raise ValueError("the batches of one wave need distinct step caches")
+        prepared = [self._prepared(blocks, step_caches, cond_cache) for blocks, step_caches in batches]
+        calls = [call for batch in prepared for call in batch.calls]
+        tokens = prepared[0].tokens if prepared else 0
+        # The layers, each writing the blocks into their step caches; audio after the injection layers.
+        for layer in self._layer_pass(plan_cache_passes(calls, tokens, cond_cache)):
+            for batch in prepared:
+                batch.x = self.blocks[layer](batch.x, batch.e0, cond_cache.text[layer], batch.attend_of(layer))
+                if layer in self._injector_of_layer:
+                    batch.x = self.audio_injector.inject(
+                        self._injector_of_layer[layer], batch.x, batch.audio_global, batch.audio_local
+                    )
+        return [self._velocities(batch) for batch in prepared]
+
+    def _prepared(
+        self, blocks: Sequence[BlockInputs], step_caches: Sequence[StepCache], cond_cache: CondCache
+    ) -> _Batch:
+        """One batch's inputs to the layers: checked, tokenised, modulated, rotated."""
         count = len(blocks)
         if count == 0 or count != len(step_caches) or len({id(c) for c in step_caches}) != count:
             raise ValueError("denoise_blocks needs one distinct step cache per block")
@@ -253,16 +303,15 @@ class CausalS2VDiT(nn.Module):
         rope = self._rope(torch.cat([block_positions(b.first_frame, frames, grid.height, grid.width) for b in blocks]))
         cond_rope = self._rope(torch.cat([self._sink_positions(b, cond_cache) for b in blocks])).batched(count)
         attend_of = self._denoise_attention(blocks, rope, cond_rope, step_caches, cond_cache)
-        # 3. The layers, each writing the blocks into their step caches; audio after the injection layers.
         calls = [(cache, block.first_frame) for block, cache in zip(blocks, step_caches)]
-        for layer in self._layer_pass(plan_cache_passes(calls, tokens, cond_cache)):
-            x = self.blocks[layer](x, e0, cond_cache.text[layer], attend_of(layer))
-            if layer in self._injector_of_layer:
-                x = self.audio_injector.inject(self._injector_of_layer[layer], x, audio_global, audio_local)
-        for block, cache in zip(blocks, step_caches):
-            cache.commit(block.first_frame, tokens)
-        # 4. Head per frame, then back to the latent grid, one block at a time.
-        out = self.head(x.reshape(count * frames, grid.tokens_per_frame, -1), e)  # (B*F, tokens, patch * C)
+        return _Batch(x, e, e0, audio_global, audio_local, attend_of, calls, grid, frames, tokens)
+
+    def _velocities(self, batch: _Batch) -> torch.Tensor:
+        """Commit the batch's blocks to their caches; (B, C, F, h, w) from the head, block by block."""
+        for cache, first_frame in batch.calls:
+            cache.commit(first_frame, batch.tokens)
+        count, frames, grid = len(batch.calls), batch.frames, batch.grid
+        out = self.head(batch.x.reshape(count * frames, grid.tokens_per_frame, -1), batch.e)  # (B*F, tokens, patch*C)
         grid_shape = (frames, grid.height, grid.width)
         return torch.stack(
             [
