@@ -168,6 +168,24 @@ def test_refreshed_sink_follows_the_official_online_decode(vae, pixels, latent_f
     assert not torch.equal(motion[:, -1], motion_latents(vae, pixels)[:, -1])
 
 
+def test_the_refresh_decodes_within_the_placements_decoder_room(vae, pixels, monkeypatch):
+    clip = torch.randn(16, 12, PX // 8, PX // 8, generator=torch.Generator().manual_seed(5))
+    whole_calls = refreshed_sink(vae, pixels, clip)
+    latents_per_call: list[int] = []
+    decoder = vae.model.decoder
+    forward = decoder.forward
+
+    def counting(x, *args, **kwargs):
+        latents_per_call.append(x.shape[2])
+        return forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(decoder, "forward", counting)
+    one_at_a_time = refreshed_sink(vae, pixels, clip, decoder_latents=1)
+    assert latents_per_call and max(latents_per_call) == 1
+    for ours, whole in zip(one_at_a_time, whole_calls):
+        torch.testing.assert_close(ours, whole, rtol=0, atol=1e-5)
+
+
 # --- text and audio --------------------------------------------------------------------
 
 

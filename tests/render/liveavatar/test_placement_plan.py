@@ -13,6 +13,7 @@ import torch
 
 from avatar_batch.core.errors import OutOfMemoryError, UsageError
 from avatar_batch.render.liveavatar.checkpoint.manifest import meta_dit
+from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
 from avatar_batch.render.liveavatar.dit.fp8 import KEEP_IN_BF16
 from avatar_batch.render.liveavatar.memory_model import (
@@ -23,6 +24,9 @@ from avatar_batch.render.liveavatar.memory_model import (
     injector_params,
     layer_params,
     model_bytes,
+    sink_cache_layer_bytes,
+    step_cache_layer_bytes,
+    text_cache_layer_bytes,
     trunk_params,
     wav2vec2_params,
 )
@@ -92,6 +96,40 @@ def test_14b_weights_in_each_format():
     assert bf16.dit - fp8.dit == pytest.approx(15_938_355_200, rel=1e-4)  # one byte saved per linear weight
     assert int8.dit > fp8.dit and int8.dequantise_workspace > 0 == fp8.dequantise_workspace
     assert bf16.t5 == pytest.approx(11.4e9, rel=0.01)
+
+
+def nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def test_cache_formulas_equal_the_caches_the_model_fills():
+    dit = random_dit(CONFIG_TINY.dit, seed=0, dtype=torch.float32)
+    video = Video(128, 128, 48, 2)
+    g = torch.Generator().manual_seed(0)
+    lat = (16, 16)
+    cond = dit.new_cond_cache(128, 128)
+    context = dit.embed_text(torch.randn(5, CONFIG_TINY.dit.text_dim, generator=g))
+    dit.prefill_sink(torch.randn(16, 1, *lat, generator=g), torch.randn(16, 19, *lat, generator=g), context, cond)
+    layers = CONFIG_TINY.dit.num_layers
+    assert nbytes(cond.keys + cond.values) == layers * sink_cache_layer_bytes(CONFIG_TINY.dit, video, 4)
+    # The text keys and values stay on the device even where the sink streams.
+    assert nbytes(t for kv in cond.text for t in kv) == layers * text_cache_layer_bytes(CONFIG_TINY.dit, 4)
+    steps = dit.new_step_caches(128, 128, num_steps=2, window_latent_frames=video.window_latent_frames)
+    assert nbytes(t for c in steps for t in c.keys + c.values) == 2 * layers * step_cache_layer_bytes(
+        CONFIG_TINY.dit, video, 4
+    )
+
+
+def test_a_streamed_cond_cache_keeps_its_text_part_resident():
+    at_24 = request("384*256", budget_gib=24)
+    knobs = knobs_of(plan_placement(at_24))
+    streamed = estimate(at_24, replace(knobs, cond_cache="stream"), 1)
+    resident = estimate(at_24, replace(knobs, cond_cache="gpu"), 1)
+    text = CONFIG_14B.dit.num_layers * text_cache_layer_bytes(CONFIG_14B.dit, 2)
+    assert streamed.gpu["cond cache text"] == resident.gpu["cond cache text"] == text
+    assert streamed.gpu["cond cache sink"] < resident.gpu["cond cache sink"]
+    sink = CONFIG_14B.dit.num_layers * sink_cache_layer_bytes(CONFIG_14B.dit, SIZES["384*256"], 2)
+    assert streamed.host["streamed KV caches"] - resident.host["streamed KV caches"] == sink
 
 
 # --- estimates against measured peaks ---------------------------------------------------

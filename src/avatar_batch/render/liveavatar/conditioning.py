@@ -47,6 +47,7 @@ from avatar_batch.render.liveavatar.audio_encoder import (
     per_frame_features,
     resample_to_30hz,
 )
+from avatar_batch.render.liveavatar.vae import CHUNK_LATENTS
 
 REFERENCE_REPEATS = 5  # frames of the "static video" whose 2nd latent is the reference
 REFERENCE_LATENT_INDEX = 1
@@ -137,21 +138,27 @@ def still_video_latents(vae, pixels: torch.Tensor, newest: int = OFFICIAL_MOTION
 # --- the sink refresh ------------------------------------------------------------------------
 
 
-def refreshed_sink(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def refreshed_sink(
+    vae, pixels: torch.Tensor, clip_latents: torch.Tensor, decoder_latents: int = CHUNK_LATENTS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The sink after clip 0 (module doc): (reference (16, 1, h, w), motion (16, 19, h, w)), fp32.
 
-    pixels: the portrait (3, H, W); clip_latents: clip 0's denoised latents (16, F, h, w)."""
-    frames = refresh_frames(vae, pixels, clip_latents)
+    pixels: the portrait (3, H, W); clip_latents: clip 0's denoised latents (16, F, h, w);
+    decoder_latents: most latents per decoder call (the placement's reservation)."""
+    frames = refresh_frames(vae, pixels, clip_latents, decoder_latents)
     return clip_latents[:, :1].float().contiguous(), refresh_motion_latents(vae, pixels, frames)
 
 
-def refresh_frames(vae, pixels: torch.Tensor, clip_latents: torch.Tensor) -> torch.Tensor:
+def refresh_frames(
+    vae, pixels: torch.Tensor, clip_latents: torch.Tensor, decoder_latents: int = CHUNK_LATENTS
+) -> torch.Tensor:
     """(1, 3, 4F - 3, H, W) fp32 on the CPU: clip 0's frames as the official online decode keeps
     them (decoded behind the 92 still-video latents, its first 3 frames dropped)."""
     frames_per_clip = FRAMES_PER_LATENT * clip_latents.shape[1]
     # A stream decoder primed with the still latents gives the clip's frames of the official
-    # one-shot decode without holding the 365 frames before them on the device.
-    decoder = vae.stream_decoder()
+    # one-shot decode without holding the 365 frames before them on the device. The refresh
+    # runs mid-sampling, beside the caches: its calls stay within the placement's decoder room.
+    decoder = vae.stream_decoder(decoder_latents)
     decoder.prime(still_video_latents(vae, pixels)[None])
     clip_frames = decoder.decode_chunk(clip_latents.float()[None])[:, :, -frames_per_clip:]
     return clip_frames[:, :, REFRESH_DROPPED_FRAMES:].cpu()

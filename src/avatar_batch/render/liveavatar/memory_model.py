@@ -13,8 +13,9 @@ What it knows:
   within each, the nn.Linear weights that `--weight-format fp8|int8` stores in
   8 bits (every linear `dit/fp8.py` quantises) and the rest, kept in the run dtype;
 * the KV caches of `dit/cache.py`: one ring of `frames_per_clip / 4` latent
-  frames per step and layer, and the sink (reference + FramePack) and text
-  keys and values of the cond cache;
+  frames per step and layer, and the sink (reference + FramePack) keys and
+  values of the cond cache, which may stream, and its text keys and values,
+  which never do;
 * the activations of the largest wavefront call (`sampler.py` batches up to
   `steps` calls of one anti-diagonal into one DiT call) and the VAE decoder's
   workspace (`vae.decode_bytes`, the runner's own estimate);
@@ -187,9 +188,15 @@ def step_cache_layer_bytes(c: DiTConfig, video: VideoShape, kv_bytes: int) -> in
     return 2 * video.window_latent_frames * video.grid.tokens_per_frame * c.dim * kv_bytes
 
 
-def cond_cache_layer_bytes(c: DiTConfig, video: VideoShape, run_bytes: int) -> int:
-    """Sink keys/values plus text cross-attention keys/values of one layer, in the run dtype."""
-    return 2 * (video.grid.sink_tokens + c.text_len) * c.dim * run_bytes
+def sink_cache_layer_bytes(c: DiTConfig, video: VideoShape, run_bytes: int) -> int:
+    """Sink keys/values of one layer in the run dtype: the part of the cond cache that may stream."""
+    return 2 * video.grid.sink_tokens * c.dim * run_bytes
+
+
+def text_cache_layer_bytes(c: DiTConfig, run_bytes: int) -> int:
+    """Text cross-attention keys/values of one layer in the run dtype: resident whatever
+    the placement (model.py keeps `CondCache.text` on the device)."""
+    return 2 * c.text_len * c.dim * run_bytes
 
 
 def activation_bytes(c: DiTConfig, video: VideoShape, run_bytes: int, fp8_compute: bool) -> int:

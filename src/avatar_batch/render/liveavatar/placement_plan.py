@@ -34,10 +34,11 @@ from avatar_batch.render.liveavatar.memory_model import (
     ModelBytes,
     VideoShape,
     activation_bytes,
-    cond_cache_layer_bytes,
     decoder_bytes,
     model_bytes,
+    sink_cache_layer_bytes,
     step_cache_layer_bytes,
+    text_cache_layer_bytes,
 )
 from avatar_batch.render.liveavatar.placement import Placement
 
@@ -157,12 +158,13 @@ def _dit_gpu(request: PlacementRequest, knobs: Knobs, weights: ModelBytes) -> di
 def _cache_gpu(request: PlacementRequest, knobs: Knobs) -> dict[str, int]:
     c, video, run = request.model.dit, request.video, _run_bytes(request.machine)
     kv = 1 if request.kv_format == "fp8" else run
-    step_layer, cond_layer = step_cache_layer_bytes(c, video, kv), cond_cache_layer_bytes(c, video, run)
+    step_layer, sink_layer = step_cache_layer_bytes(c, video, kv), sink_cache_layer_bytes(c, video, run)
     streamed_steps = video.sample_steps - knobs.kv_steps_resident
     return {
         "KV step caches resident": knobs.kv_steps_resident * c.num_layers * step_layer,
         "KV stream buffers": PREFETCH_LAYERS * streamed_steps * step_layer,
-        "cond cache": cond_layer * (c.num_layers if knobs.cond_cache == "gpu" else PREFETCH_LAYERS),
+        "cond cache sink": sink_layer * (c.num_layers if knobs.cond_cache == "gpu" else PREFETCH_LAYERS),
+        "cond cache text": text_cache_layer_bytes(c, run) * c.num_layers,
     }
 
 
@@ -170,7 +172,7 @@ def _host(request: PlacementRequest, knobs: Knobs, weights: ModelBytes) -> dict[
     c, video, run = request.model.dit, request.video, _run_bytes(request.machine)
     kv = 1 if request.kv_format == "fp8" else run
     streamed_steps = video.sample_steps - knobs.kv_steps_resident
-    cond = cond_cache_layer_bytes(c, video, run) * c.num_layers if knobs.cond_cache == "stream" else 0
+    cond = sink_cache_layer_bytes(c, video, run) * c.num_layers if knobs.cond_cache == "stream" else 0
     return {
         "process": HOST_PROCESS_BYTES,
         "helpers lent": weights.helpers if knobs.helpers == "lend" else 0,
@@ -246,7 +248,7 @@ def moved_bytes_per_wave(request: PlacementRequest, knobs: Knobs) -> int:
     weights, c, video = _weights(request), request.model.dit, request.video
     kv = 1 if request.kv_format == "fp8" else _run_bytes(request.machine)
     streamed_kv = (video.sample_steps - knobs.kv_steps_resident) * c.num_layers * step_cache_layer_bytes(c, video, kv)
-    cond = c.num_layers * cond_cache_layer_bytes(c, video, _run_bytes(request.machine))
+    cond = c.num_layers * sink_cache_layer_bytes(c, video, _run_bytes(request.machine))
     written_back = streamed_kv * 3 // video.window_latent_frames
     return (
         sum(weights.layers[knobs.dit_layers_resident :])

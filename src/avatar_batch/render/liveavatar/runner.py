@@ -240,7 +240,9 @@ class LiveAvatarRunner:
         with self._host().lend("vae") as vae:
             dit = self._loaded_dit()
             distances = sink_distances(plan.sampling.seed, options.sink_distance)
-            refresh = _sink_refresh(vae, cond, dit.device) if cond.portrait is not None else None
+            refresh = None
+            if cond.portrait is not None:
+                refresh = _sink_refresh(vae, cond, dit.device, self._decoder_latents())
             blocks = sample_blocks(dit, cond, plan.sampling, distances, seeded_noise(plan.sampling), refresh=refresh)
             if latents_sink is not None:
                 blocks = tapped(blocks, latents_sink)
@@ -272,15 +274,18 @@ def helper_offload(placement: Placement) -> str:
     return "model" if placement.helpers == "lend" else "none"
 
 
-def _sink_refresh(vae: Vae, cond: Conditioning, device: torch.device) -> SinkRefresh:
-    """The refresh `sample_blocks` calls after clip 0: the new sink latents from clip 0's output.
-    Its time counts as sampling (it runs inside the sampler's generator)."""
+def _sink_refresh(
+    vae: Vae, cond: Conditioning, device: torch.device, decoder_latents: int = CHUNK_LATENTS
+) -> SinkRefresh:
+    """The refresh `sample_blocks` calls after clip 0: the new sink latents from clip 0's output,
+    decoded at most `decoder_latents` per call. Its time counts as sampling (it runs inside the
+    sampler's generator)."""
     portrait = cond.portrait
     if portrait is None:
         raise RuntimeError("a sink refresh needs the portrait's pixels in the conditioning")
 
     def refresh(clip_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ref, motion = refreshed_sink(vae, portrait, clip_latents)
+        ref, motion = refreshed_sink(vae, portrait, clip_latents, decoder_latents)
         return ref.to(device), motion.to(device)
 
     return refresh
