@@ -115,9 +115,11 @@ def quantise_fp8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
 
 
-def dequantise_fp8_rows(values: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # e4m3 values are exact in bf16; one rounding for the product.
-    return values.to(dtype) * scales.to(dtype)
+def dequantise_fp8_rows_into(values: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> None:
+    """out = values x scales in out's dtype: e4m3 values are exact in bf16, so the product
+    is the only rounding (the scale is rounded to out's dtype first)."""
+    out.copy_(values)
+    out.mul_(scales.to(out.dtype))
 
 
 @dataclass
@@ -187,22 +189,27 @@ class StepCache:
             return start % self.capacity_tokens, self.capacity_tokens
         return start, start + block_tokens
 
-    def write_and_read(
-        self, layer: int, first_frame: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this block's rotated k and v at its ring slot; return the keys and values to attend to."""
+    def write_and_read_into(
+        self, layer: int, first_frame: int, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> None:
+        """Store this block's rotated k and v at its ring slot, and copy the keys and values
+        to attend to into `keys` and `values` (1, window, H, D), the front of the caller's
+        attention buffer. An fp8 cache dequantises straight into them: a dequantised copy
+        per call would add two ring-sized tensors per call of the batch to the peak."""
         slot, active = self.window(first_frame, k.shape[1])
+        if keys.shape[1] != active or values.shape[1] != active:
+            raise ValueError(f"the attention buffer holds {keys.shape[1]} tokens, the window {active}")
         end = slot + k.shape[1]
         if self.key_scales is None or self.value_scales is None:
             self.keys[layer][:, slot:end] = k
             self.values[layer][:, slot:end] = v
-            return self.keys[layer][:, :active], self.values[layer][:, :active]
-        for store, scales, x in ((self.keys, self.key_scales, k), (self.values, self.value_scales, v)):
+            keys.copy_(self.keys[layer][:, :active])
+            values.copy_(self.values[layer][:, :active])
+            return
+        stores = ((self.keys, self.key_scales, k, keys), (self.values, self.value_scales, v, values))
+        for store, scales, x, out in stores:
             store[layer][:, slot:end], scales[layer][:, slot:end] = quantise_fp8_rows(x)
-        return (
-            dequantise_fp8_rows(self.keys[layer][:, :active], self.key_scales[layer][:, :active], k.dtype),
-            dequantise_fp8_rows(self.values[layer][:, :active], self.value_scales[layer][:, :active], v.dtype),
-        )
+            dequantise_fp8_rows_into(store[layer][:, :active], scales[layer][:, :active], out)
 
     def traffic(self, first_frame: int, block_tokens: int) -> tuple[list[TokenRange], list[TokenRange]]:
         """(token ranges a call must copy in, ranges it writes) when this cache streams."""

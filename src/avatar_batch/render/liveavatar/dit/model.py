@@ -352,18 +352,17 @@ class CausalS2VDiT(nn.Module):
                 k = self.rotate(k, rope).unflatten(1, (count, -1)).flatten(0, 1)
                 v = v.unflatten(1, (count, -1)).flatten(0, 1)
                 cond_k, cond_v = cond_cache.read(layer)
-                rings = [
-                    cache.write_and_read(layer, block.first_frame, k[i : i + 1], v[i : i + 1])
-                    for i, (block, cache) in enumerate(zip(blocks, step_caches))
-                ]
-                ring_len, sink_len = rings[0][0].shape[1], cond_k.shape[1]
+                # The calls of a batch read windows of one length (sampler.py `_batches`).
+                ring_len, sink_len = step_caches[0].window(blocks[0].first_frame, k.shape[1])[1], cond_k.shape[1]
                 # One (B, ring + sink) buffer per tensor, filled in place: the keys of
                 # one call are its ring followed by the sink, as in the official order.
                 keys = k.new_empty(count, ring_len + sink_len, *k.shape[2:])
                 values = torch.empty_like(keys)
-                for i, (ring_k, ring_v) in enumerate(rings):
-                    keys[i, :ring_len] = ring_k[0]
-                    values[i, :ring_len] = ring_v[0]
+                for i, (block, cache) in enumerate(zip(blocks, step_caches)):
+                    ring = slice(i, i + 1), slice(0, ring_len)
+                    cache.write_and_read_into(
+                        layer, block.first_frame, k[i : i + 1], v[i : i + 1], keys[ring], values[ring]
+                    )
                 keys[:, ring_len:] = self.rotate(cond_k, cond_rope)
                 values[:, ring_len:] = cond_v
                 return sdpa(q, keys, values).flatten(0, 1)[None]
