@@ -43,7 +43,8 @@ from avatar_batch.render.liveavatar.placement_plan import (
     required_gpu_bytes,
 )
 
-RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "NVIDIA-H100-80GB-HBM3-20261124.json"
+REPO = Path(__file__).resolve().parents[3]
+RESULTS = REPO / "benchmarks" / "results" / "NVIDIA-H100-80GB-HBM3-20261124.json"
 H100_BYTES = 85_031_714_816  # torch.cuda.get_device_properties(0).total_memory of an H100 80GB HBM3
 H200_BYTES = 150_754_820_096
 HOST = 512 * GIB
@@ -288,3 +289,35 @@ def test_streamed_placements_reserve_the_side_decoders_room_beside_the_activatio
     assert found.gpu["activations"] == activations + decoder_bytes(SIZES["704*384"], 1)
     resident = estimate(request(), knobs_of(plan_placement(request())), 1)
     assert resident.gpu["activations"] == max(activations, decoder_bytes(SIZES["704*384"], 1))
+
+
+# --- the README's table of decisions ---------------------------------------------------
+
+
+def readme_cell(p) -> str:
+    """A decision in the words of the README's table ("n/40 layers" = resident)."""
+    if p.offload == "none":
+        return "all resident"
+    if p.offload == "model":
+        return f"helpers lent, {p.gpu_peak_bytes / GIB:.1f} GiB"
+    parts = [f"{p.dit_layers_resident}/{p.dit_layers_total} layers"]
+    streamed = p.kv_steps_total - p.kv_steps_resident
+    if streamed:
+        parts.append(f"{streamed} step cache{'s' if streamed > 1 else ''} streamed")
+    if p.cond_cache == "stream":
+        parts.append("cond cache streamed")
+    return ", ".join(parts) + f" ({p.gpu_peak_bytes / GIB:.1f} GiB)"
+
+
+def test_the_readme_table_is_the_planners_decisions():
+    header = "| budget | 704*384 bf16 | 704*384 fp8 | 384*256 bf16 | 384*256 fp8 |"
+    lines = (REPO / "README.md").read_text(encoding="utf-8").split(header + "\n")[1].splitlines()[1:6]
+    for line in lines:
+        budget, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        gib = int(budget.removesuffix(" GiB"))
+        columns = [(size, precision) for size in ("704*384", "384*256") for precision in ("bf16", "fp8")]
+        planned = [
+            readme_cell(plan_placement(request(size, precision, None if gib == 141 else gib)))
+            for size, precision in columns
+        ]
+        assert cells == planned, f"README row {budget}"
