@@ -22,6 +22,10 @@ in fresh processes on an emptied cache folder, and reports both first videos
 (`compile_cache` says which run was which). With a compile cache, every process
 gets an empty TORCHINDUCTOR_CACHE_DIR, so only the cache file can make it warm.
 
+`--timeline` traces one more job per case after the measured one and adds where
+its GPU time went: kernels busy, host-to-GPU copies busy, how much of the copying
+ran under kernels, idle time, and the top kernels (`benchmarks/timeline.py`).
+
 Usage (GPU machine):
     python -m benchmarks.render_offload --weights /tmp/w14b --write-random \
         --cases 704*384:4:bf16:none 704*384:4:bf16:48 ... --clips 3 --out results.json
@@ -142,10 +146,28 @@ def _run_job(renderer, request) -> dict[str, Any]:
     return {**stream.telemetry(), "frames_out": frames}
 
 
+def traced_job(renderer, request) -> dict[str, Any]:
+    """One more job under the profiler (GPU activity only): where its time went
+    (`benchmarks/timeline.py`). Run after the measured job, so the trace costs it nothing."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.timeline import gpu_intervals, summarise, top_kernels
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _run_job(renderer, request)
+    events = prof.events()
+    return {**summarise(*gpu_intervals(events)), "top_kernels": top_kernels(events)}
+
+
 def run_case(
-    case: dict[str, Any], weights: Path, clips: int, scratch: Path, compile_cache: str | None = None
+    case: dict[str, Any],
+    weights: Path,
+    clips: int,
+    scratch: Path,
+    compile_cache: str | None = None,
+    timeline: bool = False,
 ) -> dict[str, Any]:
-    """One case in this process: budget, load, warm-up job, measured job."""
+    """One case in this process: budget, load, warm-up job, measured job (and a traced one)."""
     import torch
 
     from avatar_batch.core.records import RenderSettings
@@ -181,6 +203,9 @@ def run_case(
     measured = _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
     allocator = allocator_stats()
     frames = measured["frames_out"]
+    traced = None
+    if timeline and on_gpu:
+        traced = traced_job(renderer, job_request("traced", scratch / "traced.wav", portrait, clips, settings))
     renderer.close()
     placement = measured.get("placement") or {}
     return {
@@ -201,13 +226,15 @@ def run_case(
         "frames": frames,
         "allocator": allocator,
         "measured_telemetry": measured,
+        **({"timeline": traced} if traced is not None else {}),
     }
 
 
 def _child(args: argparse.Namespace) -> None:
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    result = run_case(parse_case(args.one), Path(args.weights), args.clips, scratch, args.compile_cache)
+    case = parse_case(args.one)
+    result = run_case(case, Path(args.weights), args.clips, scratch, args.compile_cache, args.timeline)
     Path(args.result).write_text(json.dumps(result, default=str), encoding="utf-8")
 
 
@@ -254,6 +281,7 @@ def _run_child(args: argparse.Namespace, text: str, index: int, cache: str | Non
     result_path = Path(args.scratch) / f"case{index}.json"
     argv = [sys.executable, "-m", "benchmarks.render_offload", "--one", text, "--weights", args.weights]
     argv += ["--clips", str(args.clips), "--scratch", args.scratch, "--result", str(result_path)]
+    argv += ["--timeline"] if args.timeline else []
     env = dict(os.environ)
     if cache:  # torch's own on-disk caches would make a "cold" run warm: a fresh one per process
         argv += ["--compile-cache", cache]
@@ -319,6 +347,9 @@ def main() -> None:
     parser.add_argument("--deadline-s", type=float, default=3600, help="start no case after this many seconds")
     parser.add_argument("--compile-cache", help="keep compiled kernels in DIR (a later call starts warm)")
     parser.add_argument("--cold-then-warm", action="store_true", help="run each case cold, then warm")
+    parser.add_argument(
+        "--timeline", action="store_true", help="trace one more job per case: kernels and copies, and their overlap"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
