@@ -249,8 +249,20 @@ def test_too_small_a_gpu_names_what_would_fit():
     assert "would fit with a larger --gpu-memory" in message
     small_card = request()
     small_card = replace(small_card, machine=replace(small_card.machine, gpu_total_bytes=12 * GIB))
-    with pytest.raises(PlacementError, match=r"budget 12\.0 GiB\); no single flag makes it fit"):
+    with pytest.raises(PlacementError, match=r"budget 12\.0 GiB\); no change of flags makes it fit"):
         plan_placement(small_card)  # umT5 (11.4 GB) must visit the GPU to encode the prompt
+
+
+def test_where_no_flag_fits_alone_the_fewest_savers_together_are_named():
+    # An RTX 4090 (23.6 GiB) beside 24 GiB of free host memory, at 384*256.
+    pc = request("384*256", host=24 * GIB, capability=(8, 9))
+    pc = replace(pc, machine=replace(pc.machine, gpu_name="NVIDIA GeForce RTX 4090", gpu_total_bytes=int(23.6 * GIB)))
+    with pytest.raises(PlacementError, match=r"it would fit with --kv-format fp8 --weight-format int8$"):
+        plan_placement(pc)
+    both = plan_placement(replace(pc, kv_format="fp8", weight_format="int8"))
+    assert both.kv_format == "fp8" and both.weight_format == "int8"
+    with pytest.raises(PlacementError, match="it would fit with --weight-format int8$"):
+        plan_placement(replace(pc, machine=replace(pc.machine, host_available_bytes=32 * GIB)))
 
 
 def test_fp8_below_sm89_names_the_gpu_and_the_option():

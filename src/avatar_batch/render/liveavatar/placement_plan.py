@@ -24,8 +24,9 @@ that fits, as `vae.latents_per_call` does at run time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, replace
+from itertools import combinations
 
 from avatar_batch.core.errors import OutOfMemoryError, UsageError
 from avatar_batch.render.liveavatar.config import ModelConfig
@@ -392,23 +393,43 @@ def _fits(request: PlacementRequest) -> bool:
     return first_fit(request) is not None
 
 
-def helpful_flags(request: PlacementRequest) -> list[str]:
-    """Single changes of the request that would fit, in the order worth trying."""
-    machine = request.machine
+def _memory_savers(request: PlacementRequest) -> list[tuple[str, Callable[[PlacementRequest], PlacementRequest]]]:
+    """Flags that shrink a run, each as a change of the request (with the offload left to the planner)."""
     video = request.video
-    tries: list[tuple[str, PlacementRequest]] = []
-    if request.offload != "auto":
-        tries.append(("--offload auto", replace(request, offload="auto")))
+    savers: list[tuple[str, Callable[[PlacementRequest], PlacementRequest]]] = []
     if request.kv_format != "fp8":
-        tries.append(("--kv-format fp8", replace(request, kv_format="fp8", offload="auto")))
+        savers.append(("--kv-format fp8", lambda r: replace(r, kv_format="fp8", offload="auto")))
     if request.weight_format == "bf16":
-        tries.append(("--weight-format int8", replace(request, weight_format="int8", offload="auto")))
-    if machine.gpu_budget_bytes is not None and machine.gpu_budget_bytes < machine.gpu_total_bytes:
-        tries.append(("a larger --gpu-memory", replace(request, machine=replace(machine, gpu_budget_bytes=None))))
+        savers.append(("--weight-format int8", lambda r: replace(r, weight_format="int8", offload="auto")))
     quick = VideoShape(256, 384, video.frames_per_clip, min(3, video.sample_steps))
     if video.height_px * video.width_px > quick.height_px * quick.width_px:
-        tries.append(("--preset quick", replace(request, video=quick, offload="auto")))
-    return [flag for flag, changed in tries if _fits(changed)]
+        savers.append(("--preset quick", lambda r: replace(r, video=quick, offload="auto")))
+    return savers
+
+
+def helpful_flags(request: PlacementRequest) -> list[str]:
+    """Changes of the request that would fit, in the order worth trying: single flags, or
+    where none fits alone, the fewest memory-saving flags together (a 24 GB card beside
+    32 GB of host memory needs both 8-bit weights and an fp8 KV cache)."""
+    machine = request.machine
+    singles: list[tuple[str, PlacementRequest]] = []
+    if request.offload != "auto":
+        singles.append(("--offload auto", replace(request, offload="auto")))
+    singles += [(flag, change(request)) for flag, change in _memory_savers(request)]
+    if machine.gpu_budget_bytes is not None and machine.gpu_budget_bytes < machine.gpu_total_bytes:
+        singles.append(("a larger --gpu-memory", replace(request, machine=replace(machine, gpu_budget_bytes=None))))
+    fitting = [flag for flag, changed in singles if _fits(changed)]
+    savers = _memory_savers(request)
+    for count in range(2, len(savers) + 1):
+        if fitting:
+            break
+        for combination in combinations(savers, count):
+            changed = request
+            for _, change in combination:
+                changed = change(changed)
+            if _fits(changed):
+                fitting.append(" ".join(flag for flag, _ in combination))
+    return fitting
 
 
 def _shortfall(request: PlacementRequest) -> str:
@@ -432,7 +453,7 @@ def _shortfall(request: PlacementRequest) -> str:
 def _nothing_fits(request: PlacementRequest) -> str:
     video = request.video
     flags = helpful_flags(request)
-    help_text = f"it would fit with {' or '.join(flags)}" if flags else "no single flag makes it fit"
+    help_text = f"it would fit with {' or '.join(flags)}" if flags else "no change of flags makes it fit"
     return (
         f"Live Avatar at {video.width_px}x{video.height_px}, {video.sample_steps} steps, "
         f"{request.precision} arithmetic, {request.weight_format} weights, {request.kv_format} KV caches, "
