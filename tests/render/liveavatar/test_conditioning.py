@@ -14,7 +14,6 @@ from PIL import Image
 
 from avatar_batch.render.liveavatar.audio_encoder import load_audio_encoder, load_speech_16k
 from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
-from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
 from avatar_batch.render.liveavatar.conditioning import (
     DIT_MOTION_LATENTS,
     MOTION_PROBE_FRAMES,
@@ -23,10 +22,10 @@ from avatar_batch.render.liveavatar.conditioning import (
     clips_for_speech,
     motion_latents,
     portrait_pixels,
+    prompt_states,
     reference_latent,
     refreshed_sink,
     still_video_latents,
-    text_context,
 )
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
 from avatar_batch.render.liveavatar.text_encoder import load_text_encoder
@@ -189,17 +188,15 @@ def test_the_refresh_decodes_within_the_placements_decoder_room(vae, pixels, mon
 # --- text and audio --------------------------------------------------------------------
 
 
-def test_text_context_encodes_only_the_prompt(ckpt_dir, monkeypatch):
+def test_prompt_states_encode_only_the_prompt(ckpt_dir, monkeypatch):
     encoder = load_text_encoder(ckpt_dir, device="cpu", dtype=torch.float32)
-    dit = random_dit(CONFIG_TINY.dit)
     asked: list[list[str]] = []
     real_encode = encoder.encode
     monkeypatch.setattr(encoder, "encode", lambda texts: asked.append(list(texts)) or real_encode(texts))
-    context = text_context(encoder, dit, "A doctor explains where to register.")
+    states = prompt_states(encoder, "A doctor explains where to register.")
     assert asked == [["A doctor explains where to register."]]  # no negative prompt pass
-    assert context.shape == (1, CONFIG_TINY.dit.text_len, CONFIG_TINY.dit.dim)
-    expected = dit.embed_text(real_encode(["A doctor explains where to register."])[0])
-    assert torch.equal(context, expected)
+    assert torch.equal(states, real_encode(["A doctor explains where to register."])[0])
+    assert states.device.type == "cpu" and states.shape[1] == CONFIG_TINY.dit.text_dim
 
 
 def test_audio_frames_follow_the_speech_and_are_silent_after_it(ckpt_dir, tmp_path):

@@ -212,6 +212,23 @@ def test_one_load_serves_every_job(settings, files, monkeypatch):
     fresh.close()
 
 
+def test_umt5_encodes_each_prompt_once_per_run(settings, files, monkeypatch):
+    fresh = LiveAvatarRenderer(settings)
+    asked: list[list[str]] = []
+    list(fresh.start(request_for(files, settings, 1.0)))
+    with fresh._runner.host.lend("text") as text_encoder:
+        real = text_encoder.encode
+        monkeypatch.setattr(text_encoder, "encode", lambda texts: asked.append(list(texts)) or real(texts))
+    other = replace(request_for(files, settings, 1.0), prompt="A nurse explains the fasting rules.")
+    first, again = render(fresh, other)[0], render(fresh, other)[0]
+    list(fresh.start(request_for(files, settings, 1.0)))
+    assert asked == [["A nurse explains the fasting rules."]]  # the first prompt was kept from the first job
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    runner = fresh._runner
+    fresh.close()
+    assert runner._prompt_states.cache_info().currsize == 0  # closing lets the states go
+
+
 def test_telemetry_describes_the_render(renderer, settings, files, weights):
     latents: list[torch.Tensor] = []
     stream = renderer.start(request_for(files, settings, 1.0)).observe_latents(latents.append)
@@ -280,8 +297,9 @@ def test_out_of_memory_while_conditioning_raises(renderer, settings, files, monk
     list(renderer.start(request_for(files, settings, 1.0)))
     with renderer._runner.host.lend("text") as text_encoder:
         monkeypatch.setattr(text_encoder, "encode", _cuda_oom)
+    unseen = replace(request_for(files, settings, 1.0), prompt="A nurse answers a question.")  # not cached yet
     with pytest.raises(OutOfMemoryError, match="conditioning"):
-        renderer.start(request_for(files, settings, 1.0))
+        renderer.start(unseen)
 
 
 def test_ladder_streams_then_shrinks_the_cache_then_steps_down_the_presets():

@@ -84,10 +84,10 @@ def clips_for_speech(num_samples_16k: int, frames_per_clip: int, cap: int | None
 # --- text and audio ----------------------------------------------------------------------
 
 
-def text_context(text_encoder, dit, prompt: str) -> torch.Tensor:
-    """(1, text_len, dim): umT5 states of the prompt, embedded by the DiT."""
-    states = text_encoder.encode([prompt])[0]  # (L, 4096)
-    return dit.embed_text(states.to(dit.device))
+def prompt_states(text_encoder, prompt: str) -> torch.Tensor:
+    """(L, 4096) umT5 states of the prompt alone (no negative prompt: the DMD sampler has no
+    guidance), on the host: the DiT's `embed_text` turns them into the job's context."""
+    return text_encoder.encode([prompt])[0].cpu()
 
 
 def audio_frames(audio_encoder, samples_16k: np.ndarray, num_video_frames: int) -> torch.Tensor:
