@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, replace
+from functools import reduce
 from itertools import combinations
 
 from avatar_batch.core.errors import OutOfMemoryError, UsageError
@@ -411,24 +412,22 @@ def helpful_flags(request: PlacementRequest) -> list[str]:
     """Changes of the request that would fit, in the order worth trying: single flags, or
     where none fits alone, the fewest memory-saving flags together (a 24 GB card beside
     32 GB of host memory needs both 8-bit weights and an fp8 KV cache)."""
-    machine = request.machine
+    machine, savers = request.machine, _memory_savers(request)
     singles: list[tuple[str, PlacementRequest]] = []
     if request.offload != "auto":
         singles.append(("--offload auto", replace(request, offload="auto")))
-    singles += [(flag, change(request)) for flag, change in _memory_savers(request)]
+    singles += [(flag, change(request)) for flag, change in savers]
     if machine.gpu_budget_bytes is not None and machine.gpu_budget_bytes < machine.gpu_total_bytes:
         singles.append(("a larger --gpu-memory", replace(request, machine=replace(machine, gpu_budget_bytes=None))))
     fitting = [flag for flag, changed in singles if _fits(changed)]
-    savers = _memory_savers(request)
     for count in range(2, len(savers) + 1):
         if fitting:
             break
-        for combination in combinations(savers, count):
-            changed = request
-            for _, change in combination:
-                changed = change(changed)
-            if _fits(changed):
-                fitting.append(" ".join(flag for flag, _ in combination))
+        fitting = [
+            " ".join(flag for flag, _ in combination)
+            for combination in combinations(savers, count)
+            if _fits(reduce(lambda changed, saver: saver[1](changed), combination, request))
+        ]
     return fitting
 
 
