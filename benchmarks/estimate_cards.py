@@ -1,6 +1,6 @@
 """Paper estimates of streamed Live Avatar speed on cards we cannot measure (RTX 4090, A100-40GB).
 
-    python -m benchmarks.estimate_cards [--results benchmarks/results/NVIDIA-H200-20261202-offload.json]
+    python -m benchmarks.estimate_cards [--results benchmarks/results/NVIDIA-H200-20261203-offload.json]
 
 These are estimates, not measurements. From the H200 runs of the same size and budget they take
 the host->GPU bytes per generated frame (the planner places the same layers and caches for the same
@@ -57,13 +57,28 @@ def estimate(card: Card, resident_fps: float, h2d_gib_per_frame: float, tflops_r
     }
 
 
+def _formats(run: dict[str, Any]) -> tuple[str, str]:
+    return run.get("weight_format", "auto"), run.get("kv_format", "bf16")
+
+
+def latest_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last finished run of each (size, budget, weight and KV format): a results file
+    may hold the same case from several calls (one before a change, one after)."""
+    latest = {(r["size"], r["budget_gib"], *_formats(r)): r for r in runs if r.get("fps") is not None}
+    return list(latest.values())
+
+
 def estimates(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for card in CARDS:
-        for run in runs:
-            if run.get("budget_gib") != card.memory_gib or "fps" not in run or run["precision"] != "bf16":
+        for run in latest_runs(runs):
+            if run.get("budget_gib") != card.memory_gib or run["precision"] != "bf16":
                 continue
-            same = [r for r in runs if "fps" in r and r["offload"] in ("none", "model") and r["size"] == run["size"]]
+            same = [
+                r
+                for r in runs
+                if r.get("fps") is not None and r["offload"] in ("none", "model") and r["size"] == run["size"]
+            ]
             if not same:
                 continue
             resident_fps = max(r["fps"] for r in same)
@@ -73,6 +88,8 @@ def estimates(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "card": card.name,
                     "size": run["size"],
                     "precision": "bf16",
+                    "weight_format": _formats(run)[0],
+                    "kv_format": _formats(run)[1],
                     "budget_gib": card.memory_gib,
                     "from_h200": {"resident_fps": resident_fps, "h2d_gib_per_frame": run["h2d_gib_per_frame"]},
                     **bounds,
@@ -83,7 +100,7 @@ def estimates(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=str(RESULTS / "NVIDIA-H200-20261202-offload.json"))
+    parser.add_argument("--results", default=str(RESULTS / "NVIDIA-H200-20261203-offload.json"))
     args = parser.parse_args()
     runs = json.loads(Path(args.results).read_text(encoding="utf-8"))["runs"]
     doc = {
@@ -96,7 +113,8 @@ def main() -> None:
     out = RESULTS / f"paper-estimates-{datetime.now(UTC):%Y%m%d}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     for row in doc["estimates"]:
-        print(f"{row['card']:40} {row['size']:8} {row['fps_low']:5.2f}-{row['fps_high']:5.2f} FPS")
+        formats = f"{row['weight_format']}/{row['kv_format']}"
+        print(f"{row['card']:40} {row['size']:8} {formats:10} {row['fps_low']:5.2f}-{row['fps_high']:5.2f} FPS")
 
 
 if __name__ == "__main__":

@@ -39,3 +39,19 @@ def test_each_card_takes_the_streamed_run_of_its_budget_and_the_fastest_resident
     rows = estimates(runs)
     assert [(r["card"], r["budget_gib"]) for r in rows] == [(CARDS[0].name, 24)]
     assert rows[0]["from_h200"] == {"resident_fps": 14.0, "h2d_gib_per_frame": 6.0}
+
+
+def test_a_case_measured_in_two_calls_is_estimated_once_from_the_later_run():
+    streamed = {"size": "384*256", "precision": "bf16", "budget_gib": 24.0, "offload": "blocks"}
+    runs = [
+        {"size": "384*256", "precision": "bf16", "budget_gib": None, "offload": "none", "fps": 60.0},
+        {**streamed, "weight_format": "int8", "fps": 41.0, "h2d_gib_per_frame": 1.0},
+        {**streamed, "weight_format": "int8", "fps": 43.0, "h2d_gib_per_frame": 0.9},
+        {**streamed, "weight_format": "auto", "fps": 18.0, "h2d_gib_per_frame": 2.4},
+        {**streamed, "weight_format": "int8", "kv_format": "fp8", "fps": None, "error": "timed out"},
+    ]
+    rows = estimates(runs)
+    assert [(r["weight_format"], r["kv_format"], r["from_h200"]["h2d_gib_per_frame"]) for r in rows] == [
+        ("int8", "bf16", 0.9),
+        ("auto", "bf16", 2.4),
+    ]
