@@ -22,7 +22,8 @@ def placement_line(summary: dict) -> str:
     where = f"{summary['device']}, {summary['size']}"
     if "error" in summary:
         return f"placement ({where}): does not fit: {summary['error']}"
-    return f"placement ({where}): {summary['decision']}"
+    hint = f"; {summary['hint']}" if "hint" in summary else ""
+    return f"placement ({where}): {summary['decision']}{hint}"
 
 
 CatalogueArg = typer.Argument(..., help="Catalogue YAML file.", show_default=False)

@@ -7,7 +7,8 @@
   config.json), or the released `14b` when there is none;
 * `request_for(settings, model, machine, height_px, width_px)`: the planner's request;
 * `summary(...)`: the decision for `plan`, `doctor` and the telemetry, as a
-  JSON-ready dict with a one-line description (or the reason nothing fits).
+  JSON-ready dict with a one-line description (or the reason nothing fits), and
+  a hint where bf16 weights stream and int8 storage would move far fewer bytes.
 
 Nothing here loads a model.
 """
@@ -26,9 +27,20 @@ from avatar_batch.render.geometry import size_for
 from avatar_batch.render.liveavatar.config import CONFIG_14B, MODEL_CONFIGS, ModelConfig
 from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
 from avatar_batch.render.liveavatar.placement import Placement
-from avatar_batch.render.liveavatar.placement_plan import Machine, PlacementError, PlacementRequest, plan_placement
+from avatar_batch.render.liveavatar.placement_plan import (
+    Machine,
+    PlacementError,
+    PlacementRequest,
+    first_fit,
+    moved_bytes,
+    plan_placement,
+)
 
 ASSUMED_CAPABILITY = (9, 0)  # Hopper, for a GPU that is only described by --gpu-memory
+# The int8 hint is given where int8 storage moves at most this share of the bf16 bytes
+# per wave. On an H200, 384*256 within 24 GiB (0.39 of the bytes) ran 2.4x as fast; 704*384
+# within 48 GiB (0.61) was already bound by its kernels at 0.90 of the whole GPU in bf16.
+INT8_HINT_BYTES_RATIO = 0.5
 
 
 def detect_machine(device: str = "cuda", gpu_memory_gib: float | None = None, index: int = 0) -> Machine:
@@ -111,6 +123,29 @@ def describe(placement: Placement) -> str:
     return text
 
 
+def int8_hint(request: PlacementRequest, placement: Placement) -> str | None:
+    """Where bf16 weights stream from the host, what `--weight-format int8` would move
+    instead. The planner never picks 8-bit weights by itself (they change the pixels), and
+    the host link bounds such runs: 384*256 within 24 GiB on an H200 ran at 18 FPS with
+    bf16 weights and 43 with int8 (benchmarks/results/NVIDIA-H200-20261203-offload.json)."""
+    streams_bf16 = placement.offload == "blocks" and placement.weight_format == "bf16" and placement.compute != "fp8"
+    if request.machine.gpu_name is None or not streams_bf16:
+        return None
+    if placement.dit_layers_resident == placement.dit_layers_total:
+        return None
+    int8_request = replace(request, weight_format="int8")
+    int8 = first_fit(int8_request)
+    if int8 is None:
+        return None
+    now_gib, then_gib = moved_bytes(request, placement) / GIB, moved_bytes(int8_request, int8) / GIB
+    if then_gib > INT8_HINT_BYTES_RATIO * now_gib:
+        return None
+    return (
+        f"--weight-format int8 would keep {int8.dit_layers_resident}/{int8.dit_layers_total} DiT layers "
+        f"resident and move {then_gib:.1f} GiB host->GPU per wave instead of {now_gib:.1f} GiB"
+    )
+
+
 def summary(settings: RenderSettings, model: ModelConfig, machine: Machine) -> dict[str, Any]:
     """The decision for the settings' size on this machine, JSON-ready; `error` when nothing fits."""
     height_px, width_px = settings_video(settings)
@@ -120,13 +155,16 @@ def summary(settings: RenderSettings, model: ModelConfig, machine: Machine) -> d
         "gpu_budget_gib": round(machine.budget_bytes / GIB, 2) if machine.gpu_name else None,
         "host_available_gib": round(machine.host_available_bytes / GIB, 2),
     }
+    request = request_for(settings, model, machine, height_px, width_px)
     try:
-        placement = plan_placement(request_for(settings, model, machine, height_px, width_px))
+        placement = plan_placement(request)
     except (PlacementError, UsageError) as exc:
         return {**data, "error": str(exc)}
+    hint = int8_hint(request, placement)
     return {
         **data,
         "decision": describe(placement),
         "expected_peak_gpu_gib": round(placement.gpu_peak_bytes / GIB, 2),
         "placement": placement.to_dict(),
+        **({"hint": hint} if hint else {}),
     }
