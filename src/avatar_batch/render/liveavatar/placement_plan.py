@@ -262,9 +262,7 @@ def moved_bytes_per_wave(request: PlacementRequest, knobs: Knobs) -> int:
 
 def moved_bytes(request: PlacementRequest, placement: Placement) -> int:
     """`moved_bytes_per_wave` of a placement the planner gave for `request`."""
-    p = placement
-    knobs = Knobs(p.offload, p.helpers, p.dit_layers_resident, p.kv_steps_resident, p.cond_cache)
-    return moved_bytes_per_wave(request, knobs)
+    return moved_bytes_per_wave(request, knobs_of(placement))
 
 
 def candidates(request: PlacementRequest) -> Iterator[Knobs]:

@@ -7,8 +7,9 @@ bf16 numbers) and runs an ordinary matrix product, so GPUs without fp8 kernels
 (Ampere, sm 8.0/8.6) run it, and a streamed block moves half the bytes of bf16.
 The per-row scale multiplies the product's output columns, x·(q·s)ᵀ = (x·qᵀ)·sᵀ:
 the weight pass is one 1-byte-in, 2-byte-out cast instead of an fp32 round
-trip (three kernels and ~6x the bytes; they were 0.3 s of a 3-clip 384*256 job
-with int8 weights streamed within 24 GiB on an H200).
+trip (three kernels and ~6x the bytes). With int8 weights streamed within 24 GiB
+on an H200, 384*256 went from 41.8 to 43.2 FPS
+(benchmarks/results/NVIDIA-H200-20261203-offload.json).
 
 `quantise_linears` applies a placement's (weight format, compute) to a model
 or one block: fp8 compute keeps the scaled_mm path of `fp8.py` (per-tensor
