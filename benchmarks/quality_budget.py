@@ -71,6 +71,11 @@ OPTIONS = (
     Option("weights-int8", {"weight_format": "int8"}, "DiT linears stored in int8, computed in the model dtype"),
     Option("weights-fp8", {"weight_format": "fp8"}, "DiT linears stored in fp8, computed in the model dtype"),
     Option("weights-int8+kv-fp8", {"weight_format": "int8", "kv_format": "fp8"}, "the smallest Ampere runs"),
+    Option(
+        "weights-int4",
+        {"weight_format": "int4"},
+        "DiT linears stored in 4 bits (an offset and a step per 128 input columns), computed in the model dtype",
+    ),
     Option("fp8-compute", {"precision": "fp8"}, "scaled_mm fp8 linears (weights fp8)"),
     Option(
         "fp8-end-to-end",

@@ -83,21 +83,15 @@ def build_placed_dit(config: DiTConfig, device: torch.device, dtype: torch.dtype
     """Random weights, resident parts straight on the device, streamed blocks via pinned host memory."""
     with torch.device("meta"):
         dit = CausalS2VDiT(config)
-    streamed = set(placer.streamed)
     for seed, (name, child) in enumerate(dit.named_children()):
         if name != "blocks":
             child.to_empty(device=device).to(dtype)
             random_init_(child, seed=1000 + seed)
-    for index, block in enumerate(dit.blocks):
-        if index not in streamed:
-            block.to_empty(device=device).to(dtype)
-            random_init_(block, seed=index)
     dit.eval().requires_grad_(False)
-    placer.finish_resident(dit)
-    for index in placer.streamed:
-        block = dit.blocks[index].to_empty(device=device).to(dtype)
-        random_init_(block, seed=index)
-        placer.adopt(index, block)
+    placer.finish_trunk(dit)
+    for index, block in enumerate(dit.blocks):
+        random_init_(block.to_empty(device=device).to(dtype), seed=index)
+        placer.finish_block(index, block)
     return placer.attach(dit)
 
 

@@ -61,7 +61,7 @@ _SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
         typer.Option(
             None,
             "--weight-format",
-            help="auto | bf16 | fp8 | int8 storage of DiT linear weights (auto: as --precision).",
+            help="auto | bf16 | fp8 | int8 | int4 storage of DiT linear weights (auto: as --precision).",
         ),
     ),
     ("kv_format", str | None, typer.Option(None, "--kv-format", help="bf16 | fp8 storage of the KV caches.")),

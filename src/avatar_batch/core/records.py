@@ -140,7 +140,7 @@ class RenderSettings:
     precision: str = "bf16"  # bf16 | fp8: arithmetic of the DiT linears
     weights_dir: str | None = None
     gpu_memory_gib: float | None = None  # budget on the GPU; None = the whole card
-    weight_format: str = "auto"  # auto | bf16 | fp8 | int8: storage of the DiT linear weights
+    weight_format: str = "auto"  # auto | bf16 | fp8 | int8 | int4: storage of the DiT linear weights
     kv_format: str = "bf16"  # bf16 | fp8: storage of the per-step KV caches
     sink_refresh: bool = False  # re-seed the sink from clip 0's output (long answers)
     compile_cache_dir: str | None = None  # compiled DiT kernels kept across runs; None = off

@@ -19,7 +19,7 @@ from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
 from avatar_batch.render.liveavatar.dit.cache import CachePolicy, spans_without
 from avatar_batch.render.liveavatar.dit.placed import DiTPlacer, place_loaded
-from avatar_batch.render.liveavatar.dit.quant import QuantisedLinear
+from avatar_batch.render.liveavatar.dit.quant import Int4Linear, QuantisedLinear
 from avatar_batch.render.liveavatar.dit.rings import CopyEngine, StaleSlotError
 from avatar_batch.render.liveavatar.dit.weight_stream import SlotLayout, streamed_layer_indices
 from avatar_batch.render.liveavatar.limits import ClipGeometry
@@ -31,10 +31,11 @@ LAYERS = 5  # 4 streamed blocks through 2 or 3 slots: every slot is reused withi
 CONFIG = replace(CONFIG_TINY.dit, num_layers=LAYERS, audio_inject_layers=(0, 3))
 CPU = torch.device("cpu")
 # Bounds on the relative L2 distance of final latents against full precision (tiny fp32 model,
-# 3 clips of 2 blocks, 3 steps); measured 0.0012, 0.0039 and 0.015; a bound ~4x the measurement.
+# 3 clips of 2 blocks, 3 steps); measured 0.0012, 0.0039, 0.015 and 0.064; a bound ~4x the measurement.
 FP8_KV_BOUND = 0.005  # e4m3 keys/values, one scale per token and head
 INT8_WEIGHT_BOUND = 0.015  # int8 weights, one scale per output channel
 FP8_WEIGHT_BOUND = 0.06  # e4m3 weights, one scale per output channel
+INT4_WEIGHT_BOUND = 0.25  # int4 weights, an offset and a step per group of input columns
 INT8_WEIGHT_BOUND_BF16 = 0.02  # the same in bf16 on CUDA, which adds its own rounding (held on an H200)
 
 
@@ -181,16 +182,19 @@ def test_fp8_kv_cache_error_is_bounded(resident_latents):
     torch.testing.assert_close(latents(streamed, make_plan()), latents(dit, make_plan()), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("weight_format", "bound"), [("int8", INT8_WEIGHT_BOUND), ("fp8", FP8_WEIGHT_BOUND)])
-def test_8bit_weight_storage_error_is_bounded(resident_latents, weight_format, bound):
+@pytest.mark.parametrize(
+    ("weight_format", "bound", "bytes_share"),
+    [("int8", INT8_WEIGHT_BOUND, 0.35), ("fp8", FP8_WEIGHT_BOUND, 0.35), ("int4", INT4_WEIGHT_BOUND, 0.2)],
+)
+def test_low_bit_weight_storage_error_is_bounded(resident_latents, weight_format, bound, bytes_share):
     dit, _ = placed(resident=LAYERS, weight_format=weight_format)
-    assert any(isinstance(m, QuantisedLinear) for m in dit.blocks[0].modules())
+    assert any(isinstance(m, (QuantisedLinear, Int4Linear)) for m in dit.blocks[0].modules())
     error = relative_l2(latents(dit, make_plan()), resident_latents[None])
     assert 0 < error < bound
     streamed, _ = placed(resident=1, weight_format=weight_format, poison=True)
     torch.testing.assert_close(latents(streamed, make_plan()), latents(dit, make_plan()), rtol=0, atol=0)
-    # A streamed 8-bit block moves about half the bytes of a 16-bit one (fp32 here: a quarter).
-    assert streamed.weight_ring.layout.nbytes < 0.35 * SlotLayout.of(fresh_dit().blocks[0]).nbytes
+    # A streamed 8-bit block moves about half the bytes of a 16-bit one (fp32 here: a quarter), int4 a quarter.
+    assert streamed.weight_ring.layout.nbytes < bytes_share * SlotLayout.of(fresh_dit().blocks[0]).nbytes
 
 
 def test_fp8_compute_blocks_stream_with_their_scales():
@@ -219,8 +223,8 @@ def test_placed_loader_streams_blocks_straight_from_the_shards(tmp_path):
     torch.testing.assert_close(latents(streamed, plan), latents(resident, plan), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("weight_format", ["int8", "fp8"])
-def test_placed_loader_merges_the_lora_into_8bit_streamed_blocks(tmp_path, weight_format):
+@pytest.mark.parametrize("weight_format", ["int8", "fp8", "int4"])
+def test_placed_loader_merges_the_lora_into_low_bit_streamed_blocks(tmp_path, weight_format):
     # Resident linears are quantised before the streamed blocks load: each streamed
     # block's LoRA must still merge (its targets are the model's, not what is left as Linear).
     write_tiny_checkpoint(tmp_path, replace(CONFIG_TINY, dit=CONFIG), encoders=False)

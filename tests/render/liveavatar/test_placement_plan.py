@@ -16,6 +16,7 @@ from avatar_batch.render.liveavatar.checkpoint.manifest import meta_dit
 from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY
 from avatar_batch.render.liveavatar.dit.fp8 import KEEP_IN_BF16
+from avatar_batch.render.liveavatar.dit.quant import Int4Linear, quantise_linears
 from avatar_batch.render.liveavatar.memory_model import (
     GIB,
     activation_bytes,
@@ -97,6 +98,16 @@ def test_14b_weights_in_each_format():
     assert bf16.dit - fp8.dit == pytest.approx(15_938_355_200, rel=1e-4)  # one byte saved per linear weight
     assert int8.dit > fp8.dit and int8.dequantise_workspace > 0 == fp8.dequantise_workspace
     assert bf16.t5 == pytest.approx(11.4e9, rel=0.01)
+
+
+def test_int4_formula_equals_the_stored_14b_block():
+    block = meta_dit(CONFIG_14B.dit).blocks[0]
+    quantise_linears(block, "int4", "bf16")
+    stored = [m for m in block.modules() if isinstance(m, Int4Linear)]
+    stored_bytes = sum(nbytes(m.buffers()) for m in stored)
+    params = block_params(CONFIG_14B.dit)
+    assert stored_bytes == params.nbytes("int4", 2) - params.other * 2
+    assert len(stored) == params.linear_layers and stored_bytes < 0.27 * params.linear * 2  # ~a quarter of bf16
 
 
 def nbytes(tensors) -> int:
@@ -263,6 +274,11 @@ def test_where_no_flag_fits_alone_the_fewest_savers_together_are_named():
     assert both.kv_format == "fp8" and both.weight_format == "int8"
     with pytest.raises(PlacementError, match="it would fit with --weight-format int8$"):
         plan_placement(replace(pc, machine=replace(pc.machine, host_available_bytes=32 * GIB)))
+    # With 16 GiB of host memory no change with int8 weights fits; int4 keeps the whole DiT on the card.
+    with pytest.raises(PlacementError, match="it would fit with --weight-format int4$"):
+        plan_placement(replace(pc, machine=replace(pc.machine, host_available_bytes=16 * GIB)))
+    int4 = plan_placement(replace(pc, weight_format="int4", machine=replace(pc.machine, host_available_bytes=16 * GIB)))
+    assert int4.dit_layers_resident == int4.dit_layers_total and int4.weight_format == "int4"
 
 
 def test_fp8_below_sm89_names_the_gpu_and_the_option():

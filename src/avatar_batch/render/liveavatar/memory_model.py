@@ -10,8 +10,8 @@ What it knows:
 * DiT parameters split into the trunk (embeddings, audio encoder, FramePack,
   head: always resident) and 40 layers (a transformer block, plus the audio
   injector that runs after it for the layers in `audio_inject_layers`);
-  within each, the nn.Linear weights that `--weight-format fp8|int8` stores in
-  8 bits (every linear `dit/fp8.py` quantises) and the rest, kept in the run dtype;
+  within each, the nn.Linear weights that `--weight-format fp8|int8|int4` stores in
+  8 or 4 bits (every linear `dit/fp8.py` quantises) and the rest, kept in the run dtype;
 * the KV caches of `dit/cache.py`: one ring of `frames_per_clip / 4` latent
   frames per step and layer, and the sink (reference + FramePack) keys and
   values of the cond cache, which may stream, and its text keys and values,
@@ -31,6 +31,7 @@ from math import prod
 from avatar_batch.render.liveavatar.config import AudioSizes, DiTConfig, ModelConfig
 from avatar_batch.render.liveavatar.dit.cache import TokenGrid
 from avatar_batch.render.liveavatar.dit.framepack import BUCKET_KERNELS
+from avatar_batch.render.liveavatar.dit.quant import INT4_GROUP
 from avatar_batch.render.liveavatar.limits import LATENT_FRAMES_PER_BLOCK, VIDEO_FRAMES_PER_BLOCK
 from avatar_batch.render.liveavatar.text_encoder import expected_t5_tensors
 from avatar_batch.render.liveavatar.vae import decode_bytes, expected_vae_tensors
@@ -38,6 +39,8 @@ from avatar_batch.render.liveavatar.vae import decode_bytes, expected_vae_tensor
 GIB = 2**30
 FP32_BYTES = 4
 EIGHT_BIT_BYTES = 1
+BF16_BYTES = 2
+INT4_GROUP_BYTES = 2 * BF16_BYTES  # each int4 group's bf16 offset and step (dit/quant.py)
 # The causal audio encoder mixes all 25 wav2vec2 hidden states (dit/audio.py).
 AUDIO_HIDDEN_STATES = 25
 # Its convolutions: kernel 3 (dit/audio.py CausalConv1d).
@@ -48,14 +51,9 @@ W2V_POS_CONV_KERNEL = 128
 W2V_POS_CONV_GROUPS = 16
 
 
-def storage_bytes(run_dtype_bytes: int, weight_format: str) -> int:
-    """Bytes per stored linear weight: 1 for fp8/int8, else the run dtype's."""
-    return EIGHT_BIT_BYTES if weight_format in ("fp8", "int8") else run_dtype_bytes
-
-
 @dataclass(frozen=True)
 class Params:
-    """Parameter counts of one part. `linear` = weights `--weight-format` may store in 8 bits."""
+    """Parameter counts of one part. `linear` = weights `--weight-format` may store in 8 or 4 bits."""
 
     linear: int = 0
     other: int = 0
@@ -75,12 +73,15 @@ class Params:
         )
 
     def nbytes(self, weight_format: str, run_dtype_bytes: int = 2) -> int:
-        """Stored bytes: 8-bit linears carry fp32 scales; everything else stays in the run dtype."""
+        """Stored bytes: 8-bit linears carry fp32 scales, int4 ones two bf16 numbers per group
+        (every 14B linear's width divides into whole groups); everything else stays in the run dtype."""
         other = self.other * run_dtype_bytes
         if weight_format == "fp8":
             return self.linear * EIGHT_BIT_BYTES + self.linear_layers * FP32_BYTES + other
         if weight_format == "int8":
             return self.linear * EIGHT_BIT_BYTES + self.linear_rows * FP32_BYTES + other
+        if weight_format == "int4":
+            return self.linear // 2 + self.linear // INT4_GROUP * INT4_GROUP_BYTES + other
         return self.linear * run_dtype_bytes + other
 
 
@@ -235,7 +236,7 @@ class ModelBytes:
 
     trunk: int
     layers: tuple[int, ...]
-    dequantise_workspace: int  # bf16 copies of the two largest linears when 8-bit weights compute in bf16
+    dequantise_workspace: int  # bf16 copies of the two largest linears when 8/4-bit weights compute in bf16
     t5: int
     wav2vec2: int
     vae: int
@@ -252,7 +253,7 @@ class ModelBytes:
 @lru_cache(maxsize=16)
 def model_bytes(model: ModelConfig, weight_format: str, run_bytes: int, compute: str) -> ModelBytes:
     c = model.dit
-    quantised_in_bf16 = weight_format in ("fp8", "int8") and compute != "fp8"
+    quantised_in_bf16 = weight_format in ("fp8", "int8", "int4") and compute != "fp8"
     return ModelBytes(
         trunk=trunk_params(c).nbytes("bf16", run_bytes),
         layers=tuple(p.nbytes(weight_format, run_bytes) for p in layer_params(c)),

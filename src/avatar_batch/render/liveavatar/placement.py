@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Where = Literal["gpu", "stream", "lend"]
-WeightFormat = Literal["bf16", "fp8", "int8"]
+WeightFormat = Literal["bf16", "fp8", "int8", "int4"]
 CacheFormat = Literal["bf16", "fp8"]
 Compute = Literal["bf16", "fp8", "fp32"]
 
@@ -33,7 +33,7 @@ class Placement:
     offload: str  # the resolved mode: none | model | blocks ("auto" never appears here)
     compute: Compute  # arithmetic of the DiT linears: fp8 (scaled_mm, sm >= 8.9), bf16, or fp32 on the CPU
     weight_format: (
-        WeightFormat  # how DiT linear weights are stored; int8/fp8 under bf16 compute are dequantised per layer
+        WeightFormat  # how DiT linear weights are stored; int8/int4/fp8 under bf16 compute are dequantised per layer
     )
     dit_layers_resident: int  # DiT layers resident on the GPU; the rest ("stream") come from pinned host memory
     dit_layers_total: int

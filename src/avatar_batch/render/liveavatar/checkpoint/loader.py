@@ -61,30 +61,25 @@ def load_dit(
         model = CausalS2VDiT(config, numerics)
     weight_map = _checked_weight_map(layout, model)
     target = torch.device(device)
-    streamed = set(placer.streamed) if placer is not None else set()
-    rest = {k: s for k, s in weight_map.items() if block_of_key(k) not in streamed}
-    _stream_weights(model, layout, rest, target, dtype)
     targets = lora_targets(model)  # before the placer quantises any Linear
+    blocks = {k: s for k, s in weight_map.items() if block_of_key(k) is not None}
+    trunk = {k: s for k, s in weight_map.items() if k not in blocks} if placer is not None else weight_map
+    _stream_weights(model, layout, trunk, target, dtype)
     if lora:
-        merge_lora(
-            model,
-            layout.lora_path,
-            alpha=lora_alpha,
-            rank=lora_rank,
-            include=lambda m: block_of_key(m + ".") not in streamed,
-            targets=targets,
-        )
+        include = (lambda m: block_of_key(m + ".") is None) if placer is not None else (lambda m: True)
+        merge_lora(model, layout.lora_path, alpha=lora_alpha, rank=lora_rank, include=include, targets=targets)
     if placer is None:
         return model.eval().requires_grad_(False)
-    placer.finish_resident(model)
-    for layer in placer.streamed:
+    # Block by block, so the device holds one block in the run dtype beyond the stored ones.
+    placer.finish_trunk(model)
+    for layer, block in enumerate(model.blocks):
         prefix = f"blocks.{layer}."
-        _stream_weights(model, layout, {k: s for k, s in weight_map.items() if k.startswith(prefix)}, target, dtype)
+        _stream_weights(model, layout, {k: s for k, s in blocks.items() if k.startswith(prefix)}, target, dtype)
         if lora:
             merge_lora(
                 model, layout.lora_path, alpha=lora_alpha, rank=lora_rank, include=_under(prefix), targets=targets
             )
-        placer.adopt(layer, model.blocks[layer])
+        placer.finish_block(layer, block)
     return placer.attach(model.eval().requires_grad_(False))
 
 

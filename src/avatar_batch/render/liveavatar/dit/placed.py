@@ -1,12 +1,15 @@
 """Putting a DiT where a placement says: resident or streamed blocks, weight and cache formats.
 
 `DiTPlacer` is handed to the loader (checkpoint/loader.py), which calls it
-per block as the shards are read: resident parts are quantised in place
-(`finish_resident`); each streamed block is loaded on the compute device,
-merged with its LoRA, quantised, and then `adopt`ed: packed into its pinned
+as the shards are read: the parts outside the blocks are quantised once
+loaded (`finish_trunk`), then each block is loaded on the compute device,
+merged with its LoRA and `finish_block`ed: a resident block is quantised in
+place; a streamed one is quantised and `adopt`ed, packed into its pinned
 host buffer and pointed at its ring slot. So the host never holds a second
-copy of the weights, and the device never holds more than one streamed block
-beyond the ring. `attach` hands the ring and the cache policy to the model.
+copy of the weights, and the device never holds more than one block in the
+run dtype beyond its stored weights (a 14B DiT stored in int4 fits a 24 GiB
+card; loaded whole in bf16 first, it would not). `attach` hands the ring and
+the cache policy to the model.
 
 `place_loaded` does the same to a model already in memory (tests, benchmarks
 with random weights). Nothing here reads files or knows the planner.
@@ -51,9 +54,16 @@ class DiTPlacer:
     def streams_key(self, key: str) -> bool:
         return block_of_key(key) in self.streamed
 
-    def finish_resident(self, model: nn.Module) -> None:
-        """Quantise everything but the streamed blocks (those are quantised as they are adopted)."""
-        quantise_linears(model, self.weight_format, self.compute, skip=self._in_streamed_block)
+    def finish_trunk(self, model: nn.Module) -> None:
+        """Quantise what lies outside the blocks (the blocks are finished one by one)."""
+        quantise_linears(model, self.weight_format, self.compute, skip=_in_a_block)
+
+    def finish_block(self, layer: int, block: nn.Module) -> None:
+        """`block` holds its final weights in the run dtype (LoRA merged): store it as placed."""
+        if layer in self.streamed:
+            self.adopt(layer, block)
+        else:
+            quantise_linears(block, self.weight_format, self.compute)
 
     def adopt(self, layer: int, block: nn.Module) -> None:
         """`block` holds its final bf16 weights (LoRA merged): quantise, pack to the host, bind to its slot."""
@@ -69,13 +79,14 @@ class DiTPlacer:
         model.cache_policy = self.cache_policy
         return model
 
-    def _in_streamed_block(self, name: str) -> bool:
-        return block_of_key(name + ".") in self.streamed
+
+def _in_a_block(name: str) -> bool:
+    return block_of_key(name + ".") is not None
 
 
 def place_loaded(model: CausalS2VDiT, placer: DiTPlacer) -> CausalS2VDiT:
     """Apply `placer` to a model whose weights are all loaded (resident) already."""
-    placer.finish_resident(model)
-    for layer in placer.streamed:
-        placer.adopt(layer, model.blocks[layer])
+    placer.finish_trunk(model)
+    for layer, block in enumerate(model.blocks):
+        placer.finish_block(layer, block)
     return placer.attach(model)
