@@ -29,7 +29,7 @@ def test_preset_brings_size_and_steps_but_same_layer_size_wins():
         ({"sample_steps": 0}, "sample_steps 0 must be at least 1"),
         ({"offload": "disk"}, "unknown offload mode"),
         ({"num_clip": 0}, "num_clip 0"),
-        ({"weight_format": "int4"}, "unknown weight format 'int4'"),
+        ({"weight_format": "int2"}, "unknown weight format 'int2'"),
         ({"kv_format": "int8"}, "unknown kv format 'int8'"),
         ({"gpu_memory_gib": 0.0}, "--gpu-memory 0.0 GiB must be a positive"),
         ({"precision": "fp8", "weight_format": "int8"}, "--precision fp8 computes with weights stored in fp8"),

@@ -24,9 +24,14 @@ from avatar_batch.render.liveavatar.telemetry import PhaseClock
 from avatar_batch.render.liveavatar.vae import decode_bytes
 
 # Free device memory kept beyond a block's decode before decoding beside the
-# sampler: the second stream cannot reuse the sampler's cached blocks, and the
-# sampler's own peak comes in the middle of a batch of calls.
-SIDE_DECODE_SLACK_BYTES = 2 * 2**30
+# sampler. The second stream cannot reuse the sampler's cached blocks, but it
+# needs none of them: the first block comes out of a full wave, so the sampler's
+# peak working set is already reserved in its own pool, and the free memory
+# left is the side stream's. The slack covers the rounding of its segments.
+# (2 GiB, sized as if the sampler's peak were still to come, sent every
+# 384*256 job within 24 GiB on an H200 to decoding after sampling: 1.7-3.1 s
+# of a 5 s job, benchmarks/results/NVIDIA-H200-20261203-offload.json.)
+SIDE_DECODE_SLACK_BYTES = 2**29
 # Latents per decoder call beside the sampler. Decoder kernels are not preempted:
 # a 3-latent call's convolutions hold the SMs long enough to stall the DiT's
 # next kernels, where 1-latent calls slot into its gaps. Whole H200, helpers
