@@ -8,7 +8,7 @@
 * `request_for(settings, model, machine, height_px, width_px)`: the planner's request;
 * `summary(...)`: the decision for `plan`, `doctor` and the telemetry, as a
   JSON-ready dict with a one-line description (or the reason nothing fits), and
-  a hint where bf16 weights stream and int8 storage would move far fewer bytes.
+  a hint where streamed weights would move far fewer bytes stored in int8 or int4.
 
 Nothing here loads a model.
 """
@@ -28,6 +28,8 @@ from avatar_batch.render.liveavatar.config import CONFIG_14B, MODEL_CONFIGS, Mod
 from avatar_batch.render.liveavatar.memory_model import GIB, VideoShape
 from avatar_batch.render.liveavatar.placement import Placement
 from avatar_batch.render.liveavatar.placement_plan import (
+    LOW_BIT_WEIGHTS,
+    STORED_BITS,
     Machine,
     PlacementError,
     PlacementRequest,
@@ -37,10 +39,13 @@ from avatar_batch.render.liveavatar.placement_plan import (
 )
 
 ASSUMED_CAPABILITY = (9, 0)  # Hopper, for a GPU that is only described by --gpu-memory
-# The int8 hint is given where int8 storage moves at most this share of the bf16 bytes
-# per wave. On an H200, 384*256 within 24 GiB (0.39 of the bytes) ran 2.4x as fast; 704*384
-# within 48 GiB (0.61) was already bound by its kernels at 0.90 of the whole GPU in bf16.
-INT8_HINT_BYTES_RATIO = 0.5
+# A lower weight format is hinted where it moves at most this share of the bytes per wave.
+# On an H200, 384*256 within 24 GiB in int8 (0.39 of the bf16 bytes) ran 2.4x as fast; 704*384
+# within 48 GiB in int8 (0.61) was already bound by its kernels at 0.90 of the whole GPU in bf16.
+LOW_BIT_HINT_BYTES_RATIO = 0.5
+# What each lower format costs, measured on random 14B weights at 384*256 on an H200
+# (benchmarks/results/quality-NVIDIA-H200-20261203.json): relative L2 of the sampled latents.
+LOW_BIT_LATENT_ERROR = {"int8": "1.3 %", "int4": "10.5 %"}
 
 
 def detect_machine(device: str = "cuda", gpu_memory_gib: float | None = None, index: int = 0) -> Machine:
@@ -123,27 +128,38 @@ def describe(placement: Placement) -> str:
     return text
 
 
-def int8_hint(request: PlacementRequest, placement: Placement) -> str | None:
-    """Where bf16 weights stream from the host, what `--weight-format int8` would move
-    instead. The planner never picks 8-bit weights by itself (they change the pixels), and
-    the host link bounds such runs: 384*256 within 24 GiB on an H200 ran at 18 FPS with
-    bf16 weights and 43 with int8 (benchmarks/results/NVIDIA-H200-20261203-offload.json)."""
-    streams_bf16 = placement.offload == "blocks" and placement.weight_format == "bf16" and placement.compute != "fp8"
-    if request.machine.gpu_name is None or not streams_bf16:
+def low_bit_hint(request: PlacementRequest, placement: Placement) -> str | None:
+    """Where weights stream from the host, what storing them in fewer bits would move
+    instead: int8, then int4, each named while it moves at most half the bytes of the
+    placement and the one before it still streams. The planner never picks them by itself
+    (they change the pixels), and the host link bounds such runs: 384*256 within 24 GiB on
+    an H200 ran at 27 FPS with bf16 weights and 46 with int4, 0.94 of the whole GPU
+    (benchmarks/results/NVIDIA-H200-20261203-int4.json)."""
+    streams = placement.offload == "blocks" and placement.compute != "fp8"
+    if request.machine.gpu_name is None or not streams:
         return None
     if placement.dit_layers_resident == placement.dit_layers_total:
         return None
-    int8_request = replace(request, weight_format="int8")
-    int8 = first_fit(int8_request)
-    if int8 is None:
-        return None
-    now_gib, then_gib = moved_bytes(request, placement) / GIB, moved_bytes(int8_request, int8) / GIB
-    if then_gib > INT8_HINT_BYTES_RATIO * now_gib:
-        return None
-    return (
-        f"--weight-format int8 would keep {int8.dit_layers_resident}/{int8.dit_layers_total} DiT layers "
-        f"resident and move {then_gib:.1f} GiB host->GPU per wave instead of {now_gib:.1f} GiB"
-    )
+    now_gib = moved_bytes(request, placement) / GIB
+    offers = []
+    for weights in LOW_BIT_WEIGHTS:
+        if STORED_BITS[weights] >= STORED_BITS[placement.weight_format]:
+            continue
+        lower_request = replace(request, weight_format=weights)
+        lower = first_fit(lower_request)
+        if lower is None:
+            break
+        then_gib = moved_bytes(lower_request, lower) / GIB
+        if then_gib > LOW_BIT_HINT_BYTES_RATIO * now_gib:
+            break
+        offers.append(
+            f"--weight-format {weights} would keep {lower.dit_layers_resident}/{lower.dit_layers_total} DiT "
+            f"layers resident and move {then_gib:.1f} GiB host->GPU per wave instead of {now_gib:.1f} GiB "
+            f"({LOW_BIT_LATENT_ERROR[weights]} relative L2 of latents on random 14B weights)"
+        )
+        if lower.dit_layers_resident == lower.dit_layers_total:
+            break
+    return "; ".join(offers) or None
 
 
 def summary(settings: RenderSettings, model: ModelConfig, machine: Machine) -> dict[str, Any]:
@@ -160,7 +176,7 @@ def summary(settings: RenderSettings, model: ModelConfig, machine: Machine) -> d
         placement = plan_placement(request)
     except (PlacementError, UsageError) as exc:
         return {**data, "error": str(exc)}
-    hint = int8_hint(request, placement)
+    hint = low_bit_hint(request, placement)
     return {
         **data,
         "decision": describe(placement),
