@@ -20,7 +20,10 @@ uses all 16 levels (relative L2 of Gaussian weights 0.10 instead of 0.12 at
 so the codes fit the very numbers the product uses. Every call expands the
 codes into a weight in the activation dtype; in the compiled blocks
 (compiled.py) that is one elementwise kernel (read half a byte, write two
-bytes per weight) before an ordinary matrix product. A streamed block then
+bytes per weight) before an ordinary matrix product; on an H200 the pair costs
+0.97-1.13x the bf16 product at one wave's tokens, and packing columns j and
+j + in/2 instead of 2j and 2j + 1 is no faster
+(benchmarks/results/int4-expand-NVIDIA-H200-20261203.json). A streamed block then
 moves about a quarter of its bf16 bytes, which is what a card on a PCIe link
 needs where most of a job's weights stream every wave.
 
