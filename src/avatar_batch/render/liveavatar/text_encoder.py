@@ -26,6 +26,7 @@ from avatar_batch.core.fsio import atomic_path
 from avatar_batch.render.liveavatar.checkpoint.layout import T5_NAME
 from avatar_batch.render.liveavatar.checkpoint.sizes import infer_t5_sizes, text_len_of
 from avatar_batch.render.liveavatar.config import T5Sizes
+from avatar_batch.render.liveavatar.file_pages import to_device_releasing
 from avatar_batch.render.liveavatar.tokenizer import TOKENIZER_SUBDIR, load_tokenizer, tokenize, write_tiny_tokenizer
 
 T5_FILENAME = T5_NAME
@@ -249,5 +250,5 @@ def load_text_encoder(
     problems = tensor_problems(path, state, expected_t5_tensors(sizes), sizes)
     if problems:
         raise WeightsError(f"{path} does not hold the umT5 encoder it should ({len(problems)} problems)", problems)
-    model = _build_umt5(state, sizes, dtype).to(device)
+    model = to_device_releasing(_build_umt5(state, sizes, dtype), device)
     return TextEncoder(model=model, tokenizer=tokenizer, sizes=sizes, device=torch.device(device))

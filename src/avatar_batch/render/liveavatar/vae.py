@@ -29,6 +29,7 @@ from avatar_batch.render.liveavatar.checkpoint.layout import VAE_NAME
 from avatar_batch.render.liveavatar.checkpoint.sizes import VAE_LATENT_CHANNELS, infer_vae_sizes
 from avatar_batch.render.liveavatar.config import VaeSizes
 from avatar_batch.render.liveavatar.cpu_fast_paths import use_cpu_fast_paths
+from avatar_batch.render.liveavatar.file_pages import to_device_releasing
 from avatar_batch.render.liveavatar.memory import free_device_bytes
 from avatar_batch.render.liveavatar.text_encoder import TensorSpec, load_pth, pth_shapes, tensor_problems
 
@@ -223,7 +224,7 @@ def load_vae(
         problems.append(Problem(file=str(path), message=message, field="z_dim", value=str(sizes.z_dim)))
     if problems:
         raise WeightsError(f"{path} does not hold the Wan2.1 VAE it should ({len(problems)} problems)", problems)
-    model = _build_autoencoder(state, sizes, dtype).to(device)
+    model = to_device_releasing(_build_autoencoder(state, sizes, dtype), device)
     use_cpu_fast_paths(model)  # they defer to the stock code off the CPU
     return Vae(model, sizes, torch.device(device), dtype)
 

@@ -7,28 +7,21 @@ job's 11 s of text encoding. `PinnedVisits` keeps one page-locked host copy of
 each tensor instead: a visit copies it to the device asynchronously at full
 link speed, and the return only drops the device copy, since nothing writes to
 the weights. The host copies are made at the first visit and replace the loaded
-tensors, which are freed then (the two coexist only during that first visit).
+tensors, which are freed then; a loaded tensor read from a memory-mapped file
+gives its pages back as soon as it is copied (file_pages.py), so the two
+coexist one tensor at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from avatar_batch.render.liveavatar.file_pages import FileMappings, release_file_pages, tensor_slots
 from avatar_batch.render.liveavatar.host_memory import carve
 
 CPU = torch.device("cpu")
-
-
-def _slots(module: torch.nn.Module) -> Iterator[tuple[dict[str, Any], str]]:
-    """(table, name) of every parameter and buffer; a shared tensor appears once per owner."""
-    for owner in module.modules():
-        for table in (owner._parameters, owner._buffers):
-            for name, tensor in table.items():
-                if tensor is not None:
-                    yield table, name
 
 
 def _host_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -36,10 +29,12 @@ def _host_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     device can use them): one pinned allocation per tensor would round each up."""
     sizes = [t.numel() * t.element_size() for t in tensors]
     raws = carve(sizes, pin=torch.cuda.is_available())
+    mappings = FileMappings.now()
     copies = []
     for tensor, raw in zip(tensors, raws):
         copy = raw.view(tensor.dtype).view(tensor.shape)
         copy.copy_(tensor)
+        release_file_pages([tensor], mappings)
         copies.append(copy)
     return copies
 
@@ -56,7 +51,7 @@ class PinnedVisits:
         device = torch.device(device)
         self._keep_host_copies(module, device)
         moved: dict[int, torch.Tensor] = {}  # id(old object) -> new object
-        for table, name in list(_slots(module)):
+        for table, name in list(tensor_slots(module)):
             old = table[name]
             if id(old) not in moved:
                 moved[id(old)] = self._moved(old, device)
@@ -67,7 +62,7 @@ class PinnedVisits:
         already on the host that stays there needs none)."""
         unseen = {
             id(t): t
-            for table, name in _slots(module)
+            for table, name in tensor_slots(module)
             if id(t := table[name]) not in self._host and not (device == CPU and t.device == CPU)
         }
         tensors = [t.detach() for t in unseen.values()]
