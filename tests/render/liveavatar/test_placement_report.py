@@ -29,7 +29,7 @@ def test_streamed_bf16_weights_get_the_int8_then_int4_hint_with_fewer_bytes_per_
     found = summary(settings(gpu_memory_gib=24.0), CONFIG_14B, h200(24.0))
     assert found["placement"]["offload"] == "blocks" and found["placement"]["weight_format"] == "bf16"
     int8, int4 = found["hint"].split("; ")
-    assert int8.startswith("--weight-format int8 would keep 15/40 ") and "(1.3 % relative L2" in int8
+    assert int8.startswith("--weight-format int8 would keep 14/40 ") and "(1.3 % relative L2" in int8
     then_gib, now_gib = gib_figures(int8)
     assert 0 < then_gib < now_gib / 2  # 8-bit layers: half the bytes each, and more of them resident
     # int4 keeps the whole DiT on the card: nothing moves per wave.

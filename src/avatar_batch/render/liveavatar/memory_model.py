@@ -8,8 +8,8 @@ against the real modules built on the meta device in the tests.
 
 What it knows:
 * DiT parameters split into the trunk (embeddings, audio encoder, FramePack,
-  head: always resident) and 40 layers (a transformer block, plus the audio
-  injector that runs after it for the layers in `audio_inject_layers`);
+  head) and the audio injectors, both always resident, and 40 layers, one
+  transformer block each: what a layer stream moves;
   within each, the nn.Linear weights that `--weight-format fp8|int8|int4` stores in
   8 or 4 bits (every linear `dit/fp8.py` quantises) and the rest, kept in the run dtype;
 * the KV caches of `dit/cache.py`: one ring of `frames_per_clip / 4` latent
@@ -127,10 +127,18 @@ def trunk_params(c: DiTConfig) -> Params:
 
 
 def layer_params(c: DiTConfig) -> list[Params]:
-    """Per layer: its block, plus the injector applied after it (the unit a layer stream moves)."""
-    block, injector = block_params(c), injector_params(c)
-    injected = set(c.audio_inject_layers)
-    return [block + injector if i in injected else block for i in range(c.num_layers)]
+    """Per layer: its transformer block, the unit a layer stream moves (dit/weight_stream.py).
+    The audio injectors that run after some layers are not part of it: they stay on the
+    device with the trunk (`injectors_params`), whatever the placement."""
+    return [block_params(c)] * c.num_layers
+
+
+def injectors_params(c: DiTConfig) -> Params:
+    """All audio injectors together; their linears are stored as the blocks' are."""
+    total = Params()
+    for _ in c.audio_inject_layers:
+        total = total + injector_params(c)
+    return total
 
 
 def largest_linear_weights(c: DiTConfig) -> int:
@@ -234,7 +242,7 @@ def decoder_bytes(video: VideoShape, latents_per_call: int) -> int:
 class ModelBytes:
     """Every weight of a run in bytes, at the chosen storage and run dtype."""
 
-    trunk: int
+    trunk: int  # always resident: the trunk in the run dtype and the audio injectors as stored
     layers: tuple[int, ...]
     dequantise_workspace: int  # bf16 copies of the two largest linears when 8/4-bit weights compute in bf16
     t5: int
@@ -255,7 +263,7 @@ def model_bytes(model: ModelConfig, weight_format: str, run_bytes: int, compute:
     c = model.dit
     quantised_in_bf16 = weight_format in ("fp8", "int8", "int4") and compute != "fp8"
     return ModelBytes(
-        trunk=trunk_params(c).nbytes("bf16", run_bytes),
+        trunk=trunk_params(c).nbytes("bf16", run_bytes) + injectors_params(c).nbytes(weight_format, run_bytes),
         layers=tuple(p.nbytes(weight_format, run_bytes) for p in layer_params(c)),
         dequantise_workspace=2 * largest_linear_weights(c) * run_bytes if quantised_in_bf16 else 0,
         t5=t5_params(model) * run_bytes,
