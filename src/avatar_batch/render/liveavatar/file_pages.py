@@ -72,7 +72,9 @@ def page_span(tensor: torch.Tensor) -> tuple[int, int]:
 
 
 def release_file_pages(tensors: Iterable[torch.Tensor], mappings: FileMappings | None = None) -> int:
-    """Drop the resident pages of the CPU tensors that lie in a file mapping; returns the bytes advised."""
+    """Drop the resident pages of the CPU tensors that lie in a file mapping; returns the bytes advised.
+    Only for tensors never written since they were read: a written page of a private mapping
+    would go back to the file's bytes (the helpers' weights are only ever read)."""
     if not sys.platform.startswith("linux"):
         return 0
     mappings = FileMappings.now() if mappings is None else mappings
