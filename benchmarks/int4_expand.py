@@ -23,7 +23,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from avatar_batch.render.liveavatar.dit.quant import INT4_LEVELS, Int4Linear
+from benchmarks.attention_compare import time_calls_ms
 
 LINEARS = {
     "attention 5120x5120": (5120, 5120),
     "ffn up 5120->13824": (5120, 13824),
     "ffn down 13824->5120": (13824, 5120),
 }
+WARMUP_CALLS = 3
 WAVE_TOKENS = {"384*256": 3 * 1152, "704*384": 4 * 3168}
 
 
@@ -66,22 +67,8 @@ class Int4Halves(nn.Module):
 
 
 def timed_ms(call: Callable[[], Any], device: torch.device, iters: int) -> float:
-    for _ in range(3):
-        call()
-    samples = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            began = time.perf_counter()
-            call()
-            samples.append((time.perf_counter() - began) * 1e3)
-    return statistics.median(samples)
+    """Median milliseconds per call after 3 warm-up calls (attention_compare's timer)."""
+    return statistics.median(time_calls_ms(call, iters, WARMUP_CALLS, device))
 
 
 def measure(in_features: int, out_features: int, tokens: int, device: torch.device, iters: int) -> dict[str, Any]:

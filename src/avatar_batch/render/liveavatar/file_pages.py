@@ -27,12 +27,14 @@ import bisect
 import ctypes
 import mmap
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from avatar_batch.render.liveavatar.module_tensors import like, replace_tensors
 
 MADV_DONTNEED = 4  # linux/mman.h
 PROC_MAPS = Path("/proc/self/maps")
@@ -63,6 +65,11 @@ class FileMappings:
         return index >= 0 and end <= self.ends[index]
 
 
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def page_span(tensor: torch.Tensor) -> tuple[int, int]:
     """The whole pages holding `tensor`'s bytes (a mapping starts and ends on page boundaries)."""
     start = tensor.data_ptr()
@@ -78,7 +85,7 @@ def release_file_pages(tensors: Iterable[torch.Tensor], mappings: FileMappings |
     if not sys.platform.startswith("linux"):
         return 0
     mappings = FileMappings.now() if mappings is None else mappings
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     released = 0
     for tensor in tensors:
         if tensor.device.type != "cpu" or tensor.numel() == 0:
@@ -92,28 +99,17 @@ def release_file_pages(tensors: Iterable[torch.Tensor], mappings: FileMappings |
     return released
 
 
-def tensor_slots(module: torch.nn.Module) -> Iterator[tuple[dict[str, Any], str]]:
-    """(table, name) of every parameter and buffer; a shared tensor appears once per owner."""
-    for owner in module.modules():
-        for table in (owner._parameters, owner._buffers):
-            for name, tensor in table.items():
-                if tensor is not None:
-                    yield table, name
-
-
 def to_device_releasing(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     """`module.to(device)`, releasing each memory-mapped source tensor's pages once it is copied."""
     device = torch.device(device)
     if device.type == "cpu":
         return module
     mappings = FileMappings.now()
-    moved: dict[int, torch.Tensor] = {}  # a tensor shared by two owners moves once
-    for table, name in list(tensor_slots(module)):
-        old = table[name]
-        if id(old) not in moved:
-            data = old.detach().to(device)
-            release_file_pages([old], mappings)
-            is_parameter = isinstance(old, torch.nn.Parameter)
-            moved[id(old)] = torch.nn.Parameter(data, requires_grad=old.requires_grad) if is_parameter else data
-        table[name] = moved[id(old)]
+
+    def moved(old: torch.Tensor) -> torch.Tensor:
+        data = old.detach().to(device)
+        release_file_pages([old], mappings)
+        return like(old, data)
+
+    replace_tensors(module, moved)
     return module

@@ -135,10 +135,7 @@ def layer_params(c: DiTConfig) -> list[Params]:
 
 def injectors_params(c: DiTConfig) -> Params:
     """All audio injectors together; their linears are stored as the blocks' are."""
-    total = Params()
-    for _ in c.audio_inject_layers:
-        total = total + injector_params(c)
-    return total
+    return sum((injector_params(c) for _ in c.audio_inject_layers), Params())
 
 
 def largest_linear_weights(c: DiTConfig) -> int:

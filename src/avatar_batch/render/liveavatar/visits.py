@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from avatar_batch.render.liveavatar.file_pages import FileMappings, release_file_pages, tensor_slots
+from avatar_batch.render.liveavatar.file_pages import FileMappings, release_file_pages
 from avatar_batch.render.liveavatar.host_memory import carve
+from avatar_batch.render.liveavatar.module_tensors import like, replace_tensors, tensor_slots
 
 CPU = torch.device("cpu")
 
@@ -50,12 +51,7 @@ class PinnedVisits:
         shared one by the same new object), so the host copies follow them by id."""
         device = torch.device(device)
         self._keep_host_copies(module, device)
-        moved: dict[int, torch.Tensor] = {}  # id(old object) -> new object
-        for table, name in list(tensor_slots(module)):
-            old = table[name]
-            if id(old) not in moved:
-                moved[id(old)] = self._moved(old, device)
-            table[name] = moved[id(old)]
+        replace_tensors(module, lambda old: self._moved(old, device))
 
     def _keep_host_copies(self, module: torch.nn.Module, device: torch.device) -> None:
         """Host copies of the tensors that have none yet, all carved at once (a tensor
@@ -79,7 +75,7 @@ class PinnedVisits:
             data = old.detach()
         else:
             data = host.to(device, non_blocking=True)
-        new = torch.nn.Parameter(data, requires_grad=False) if isinstance(old, torch.nn.Parameter) else data
+        new = like(old, data)
         self._host[id(new)] = host
         return new
 

@@ -51,9 +51,6 @@ class DiTPlacer:
         check_formats(self.weight_format, self.compute)
         self.streamed = streamed_layer_indices(self.num_layers, self.resident_layers)
 
-    def streams_key(self, key: str) -> bool:
-        return block_of_key(key) in self.streamed
-
     def finish_trunk(self, model: nn.Module) -> None:
         """Quantise what lies outside the blocks (the blocks are finished one by one)."""
         quantise_linears(model, self.weight_format, self.compute, skip=_in_a_block)
