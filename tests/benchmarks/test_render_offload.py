@@ -60,3 +60,17 @@ def test_cold_then_warm_runs_each_case_twice_on_an_emptied_cache(tmp_path):
     assert not stale.exists()  # the first pass of each case is cold
     once = argparse.Namespace(cases=["a"], compile_cache=None, cold_then_warm=False, scratch=str(tmp_path))
     assert _passes(once) == [(0, "a", None)]
+
+
+def test_compile_seconds_sums_dynamos_timed_stages():
+    import torch
+
+    from benchmarks.render_offload import compile_seconds
+
+    before = compile_seconds().get("_compile.compile_inner", 0.0)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo's stages, no code generation
+    assert torch.equal(compiled(torch.ones(3)), torch.full((3,), 3.0))
+    seconds = compile_seconds()
+    assert seconds["_compile.compile_inner"] >= before
+    assert all(isinstance(value, float) and value >= 0 for value in seconds.values())
