@@ -228,6 +228,7 @@ def run_case(
         "compile_cache": warm["compile_cache"],
         "load_s": warm["load_s"],
         "warm_up_phases_s": {name: warm[name] for name in ("load_s", "text_s", "audio_s", "sampling_s", "decode_s")},
+        "load_parts_s": warm.get("load_parts_s"),
         "compile_s": compile_seconds(),
         "peak_gpu_gib": round(max(warm["peak_gpu_gib"], measured["peak_gpu_gib"]), 2),
         "expected_peak_gpu_gib": measured.get("expected_peak_gpu_gib"),

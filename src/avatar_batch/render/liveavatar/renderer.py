@@ -255,6 +255,8 @@ class LiveAvatarRenderer:
             cache_state = self._prepare_compile_cache(compiled)
             cond = runner.condition(request, plan, self.options, clock)
         facts = {**self._facts(plan, settings), "peak_rss_scope": rss_scope, "compile_cache": cache_state}
+        if clock.get("load"):  # this job loaded the networks: where that time went
+            facts["load_parts_s"] = dict(runner.load_seconds)
         geometry = self._geometry(plan, request)
         kept = None if compiled is None else (self.compile_cache, compiled)
         return LiveAvatarStream(geometry, runner, plan, cond, self.options, clock, facts, kept)

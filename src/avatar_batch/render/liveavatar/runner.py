@@ -122,6 +122,7 @@ class LiveAvatarRunner:
         self.host: ComponentHost | None = None
         self.placement: Placement | None = None
         self.copies: CopyEngine | None = None  # host <-> device traffic of streamed blocks and caches
+        self.load_seconds: dict[str, float] = {}  # wall seconds per network of the last load
         self._portraits: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._prompt_states = lru_cache(maxsize=PROMPT_CACHE_ENTRIES)(self._encode_prompt)
 
@@ -158,16 +159,23 @@ class LiveAvatarRunner:
         park = torch.device("cpu") if offload == "model" else device
         ckpt = self.layout.dit_dir
         visits = PinnedVisits()
-        host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
-        host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
-        host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=vae_mover(visits))
+        clock = PhaseClock(synchronize=torch.cuda.synchronize if device.type == "cuda" else None)
+        with clock.phase("text"):
+            host.add("text", load_text_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
+        with clock.phase("audio"):
+            host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
+        with clock.phase("vae"):
+            host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=vae_mover(visits))
         self.copies = CopyEngine(device)
         placer = dit_placer(placement, self.copies)
-        self.dit = load_dit(self.layout.root, device=device, dtype=dtype, placer=placer)
+        with clock.phase("dit"):
+            self.dit = load_dit(self.layout.root, device=device, dtype=dtype, placer=placer)
         if self.runtime.compile:
-            compile_blocks(self.dit)
+            with clock.phase("compile_setup"):  # wrapping only: graphs compile at the first call
+                compile_blocks(self.dit)
         self.host = host
         self.placement = placement
+        self.load_seconds = {name: round(seconds, 3) for name, seconds in clock.seconds.items()}
 
     def resident_placement(self, offload: str, precision: str) -> Placement:
         """The placement of the modes before the planner: the whole DiT and its caches on the
