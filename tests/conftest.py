@@ -65,6 +65,17 @@ def write_portrait(path: Path, size=(512, 640), colour=(200, 170, 150)) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """The tiny random checkpoint (`weights tiny`, seed 0), written once for the whole run:
+    writing one takes seconds. Tests only read it; a test that damages weights writes its own."""
+    from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-weights")
+    write_tiny_checkpoint(root)
+    return root
+
+
 @pytest.fixture
 def sine_wav(tmp_path: Path) -> Path:
     return write_sine_wav(tmp_path / "speech_16k.wav")

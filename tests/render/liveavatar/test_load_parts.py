@@ -3,28 +3,16 @@ loaded them reports those seconds in its telemetry (a later job, which loads not
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from avatar_batch.core.records import RenderSettings
 from avatar_batch.render import open_renderer
-from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
 from benchmarks.render_offload import job_request
 from tests.conftest import write_portrait
 
 PX = 64
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("weights")
-    write_tiny_checkpoint(root)
-    return root
-
-
-def test_only_the_job_that_loaded_reports_the_parts(weights, tmp_path):
-    settings = RenderSettings(renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=1, weights_dir=str(weights))
+def test_only_the_job_that_loaded_reports_the_parts(tiny_weights, tmp_path):
+    settings = RenderSettings(renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=1, weights_dir=str(tiny_weights))
     portrait = tmp_path / "portrait.png"
     write_portrait(portrait, size=(PX, PX))
     renderer = open_renderer(settings)

@@ -20,7 +20,6 @@ import torch
 
 from avatar_batch.core.errors import UsageError
 from avatar_batch.core.records import RenderRequest, RenderSettings, SpeechTrack
-from avatar_batch.render.liveavatar.checkpoint import write_tiny_checkpoint
 from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
 from avatar_batch.render.liveavatar.placement import Placement
@@ -35,10 +34,9 @@ LAYERS = CONFIG_TINY.dit.num_layers
 
 
 @pytest.fixture(scope="module")
-def request_(tmp_path_factory) -> RenderRequest:
+def request_(tmp_path_factory, tiny_weights) -> RenderRequest:
     root = tmp_path_factory.mktemp("job")
-    weights = root / "weights"
-    write_tiny_checkpoint(weights)
+    weights = tiny_weights
     write_portrait(root / "portrait.png", size=(PX, PX))
     wav = write_sine_wav(root / "speech.wav", duration_s=1.0)
     settings = RenderSettings(renderer="liveavatar", size=f"{PX}*{PX}", sample_steps=2, weights_dir=str(weights))
