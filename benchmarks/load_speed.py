@@ -14,7 +14,9 @@ Part 2 moves every byte of the DiT's shards to the GPU, once per way:
 * `pinned-read`: each shard's data section read with `readinto` into two pinned
   buffers in turn, each copied to the GPU on a side stream while the next fills;
 * `pinned-read-threads-N`: that with N shards at once;
-* `fastsafetensors`: the library's `fastsafe_open(..., device="cuda:0", nogds=True)`.
+* `fastsafetensors`: the library's `fastsafe_open(..., device="cuda:0", nogds=True)`;
+* `shard-reader`: the loader's own reader (`checkpoint/shard_reader.py`), every tensor of
+  each shard, with its default threads and staging buffers.
 
 Each figure is GB/s of checkpoint bytes over wall time with the files already in
 the page cache (the checkpoint was just written or read), the state a nightly
@@ -128,8 +130,14 @@ def fastsafetensors_all(shards: list[Path], device: str) -> list[Any]:
 
 
 def read_ways(weights: Path, device: str) -> list[dict[str, Any]]:
+    import torch
+
     shards = _shards(weights)
     total_bytes = sum(s.stat().st_size for s in shards)
+    from avatar_batch.render.liveavatar.checkpoint.headers import read_header
+    from avatar_batch.render.liveavatar.checkpoint.shard_reader import ShardReader
+
+    reader = ShardReader(torch.device(device))
     keys = functools.partial(safetensors_keys, device=device)
     staged = functools.partial(pinned_read, device=device)
     ways: dict[str, Callable[[], Any]] = {
@@ -139,6 +147,7 @@ def read_ways(weights: Path, device: str) -> list[dict[str, Any]]:
         "pinned-read-threads-2": lambda: _in_threads(staged, shards, 2),
         "pinned-read-threads-4": lambda: _in_threads(staged, shards, 4),
         "fastsafetensors": lambda: fastsafetensors_all(shards, device),
+        "shard-reader": lambda: [reader.read(s, list(read_header(s).tensors)) for s in shards],
     }
     rows = []
     for name, work in ways.items():

@@ -26,3 +26,4 @@ def test_every_way_reports_a_rate_or_why_it_could_not_run(tiny_weights):
     ]
     assert all(row["gb_per_s"] > 0 for row in rows[:5])
     assert all(("gb_per_s" in row) != ("error" in row) for row in rows)
+    assert rows[-1]["way"] == "shard-reader" and rows[-1]["gb_per_s"] > 0
