@@ -82,6 +82,10 @@ class _Lane:
         self.turn = 0
 
     def read(self, fd: int, data_start: int, tensors: list[TensorInfo]) -> dict[str, torch.Tensor]:
+        if self.stream is not None:
+            # The new tensors may reuse memory whose last readers are still queued on the
+            # default stream (a block the loader has just packed away): copy after them.
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
         flat = {}
         for info in tensors:
             flat[info.name] = torch.empty(info.end - info.begin, dtype=torch.uint8, device=self.device)
