@@ -1,4 +1,4 @@
-"""kill -9 at 20+ seeded moments across speech, render, mux and library writes.
+"""kill -9 at a dozen seeded moments across speech, render, mux and library writes.
 
 Runs of a three-entry catalogue are killed one after another, each next run
 being the rerun of the killed one, until the library is complete; then it is
@@ -6,8 +6,10 @@ checked against a clean run's and a new chain starts on an empty library.
 Moments come from a seeded plan: a delay after start spread from 0 to the
 expected run time, or a `--plain` log line (the n-th job's speech, render,
 mux or library phase, or the last job's end, when the indexes are rebuilt)
-plus a short random delay. After every kill, every manifest row must point at
-whole files; a reader thread polls the library all along.
+plus a short random delay. Phase moments go through the four phases in
+rounds (each round in a seeded order), so the first four already cover every
+phase. After every kill, every manifest row must point at whole files; a
+reader thread polls the library all along.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ from tests.hardening.projects import CLI, library_problems, manifest_items, rend
 from tests.hardening.reader import DATA_BLOCK, LibraryReader
 
 SEED = 20261123
-KILLS = 22  # kills that must land on a running process
-MOMENTS = 40  # planned; a moment the run outlives is skipped, not retried
+# Kills that must land on a running process. Twelve cover every kind of moment:
+# the first twelve planned are the start, three moments in time, seven phase
+# moments (every phase at least once) and an end. Each chain of reruns repeats
+# a clean run's work, so every kill costs seconds.
+KILLS = 12
+MOMENTS = 24  # planned; a moment the run outlives is skipped, not retried
 PHASES = ("speech", "render", "mux", "library")
 PLAN_LINE = re.compile(r"plan: (\d+) to render")
 END_LINE = re.compile(r": (completed|failed|fallback) in ")
@@ -61,12 +67,14 @@ def plan_moments(rng: random.Random, count: int) -> list[Moment]:
     # An "end" kill lands after the last job, so it closes a chain (a whole
     # clean run's worth of work): few of those keep the test near a minute.
     kinds = ["time", "phase", "phase", "time", "phase", "phase", "end"]
+    phases: list[str] = []
     while len(moments) < count:
         kind = kinds[len(moments) % len(kinds)]
         if kind == "time":
             moments.append(Moment("time", rng.random(), None, 0.0))
         elif kind == "phase":
-            phase = rng.choice(PHASES)
+            phases = phases or rng.sample(PHASES, len(PHASES))
+            phase = phases.pop()
             # the library phase (commit, manifest, sqlite, html) lasts ~0.1 s
             moments.append(Moment("phase", rng.random(), phase, rng.uniform(0, 0.12 if phase == "library" else 0.4)))
         else:  # the final rebuild and run report take ~0.1 s after the last job's line

@@ -5,6 +5,8 @@ context (prompt only) and the per-frame audio features, on the tiny networks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,9 @@ from avatar_batch.render.liveavatar.vae import load_vae
 from tests.conftest import write_portrait, write_sine_wav
 
 PX = 64
+# The refresh decodes and encodes a 365-frame video several times a test; what it must equal
+# (the official online decode) does not depend on the frame size, and 32 px takes half the time.
+REFRESH_PX = 32
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +51,24 @@ def vae(ckpt_dir):
 
 
 @pytest.fixture(scope="module")
-def pixels(tmp_path_factory) -> torch.Tensor:
-    path = write_portrait(tmp_path_factory.mktemp("img") / "p.png", size=(96, 120))
-    return portrait_pixels(path, PX, PX, "cover")
+def portrait(tmp_path_factory) -> Path:
+    return write_portrait(tmp_path_factory.mktemp("img") / "p.png", size=(96, 120))
+
+
+@pytest.fixture(scope="module")
+def pixels(portrait) -> torch.Tensor:
+    return portrait_pixels(portrait, PX, PX, "cover")
+
+
+def official_still_encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """(1, 16, 92, h, w): the official encode of the 365-frame still video of `pixels` (3, H, W)."""
+    return vae.encode(pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, *pixels.shape[1:]))
+
+
+@pytest.fixture(scope="module")
+def official_still(vae, pixels) -> torch.Tensor:
+    """`official_still_encode` of `pixels`, made once for the tests that compare with it."""
+    return official_still_encode(vae, pixels)
 
 
 # --- clip counts ------------------------------------------------------------------------
@@ -93,9 +113,9 @@ def test_reference_latent_is_the_second_latent_of_five_copies(vae, pixels):
     assert not torch.equal(ref, five[0, :, 0:1])
 
 
-def test_motion_latents_equal_the_newest_of_the_official_365_frame_encode(vae, pixels):
+def test_motion_latents_equal_the_newest_of_the_official_365_frame_encode(vae, pixels, official_still):
     ours = motion_latents(vae, pixels)
-    official = vae.encode(pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX))[0]
+    official = official_still[0]
     assert official.shape[1] == 92
     assert ours.shape == (16, DIT_MOTION_LATENTS, PX // 8, PX // 8)
     assert torch.equal(ours, official[:, -DIT_MOTION_LATENTS:])
@@ -137,11 +157,24 @@ def test_motion_falls_back_to_the_official_encode_when_the_probe_has_not_settled
 # --- the sink refresh (official online decode) ---------------------------------------------
 
 
-def official_refresh(vae, pixels: torch.Tensor, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official clip-0 post-process with `--enable_online_decode`, step by step (docs/model.md §2.9.3, §5)."""
+@pytest.fixture(scope="module")
+def refresh_pixels(portrait) -> torch.Tensor:
+    return portrait_pixels(portrait, REFRESH_PX, REFRESH_PX, "cover")
+
+
+@pytest.fixture(scope="module")
+def refresh_still(vae, refresh_pixels) -> torch.Tensor:
+    """`official_still_encode` of `refresh_pixels`, made once for the tests that compare with it."""
+    return official_still_encode(vae, refresh_pixels)
+
+
+def official_refresh(
+    vae, pixels: torch.Tensor, motion_92: torch.Tensor, clip: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official clip-0 post-process with `--enable_online_decode`, step by step (docs/model.md §2.9.3, §5);
+    `motion_92` is `official_still_encode(vae, pixels)`, its first step."""
     frames_per_clip = 4 * clip.shape[1]
-    last_frames = pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX)  # 5 x 73 copies
-    motion_92 = vae.encode(last_frames)
+    last_frames = pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, *pixels.shape[1:])  # 5 x 73 copies
     image = vae.decode(torch.cat([motion_92, clip[None]], dim=2))[:, :, -frames_per_clip:][:, :, 3:]
     overlap = min(73, image.shape[2])
     last_frames = torch.cat([last_frames[:, :, overlap:], image[:, :, -overlap:]], dim=2)
@@ -149,17 +182,32 @@ def official_refresh(vae, pixels: torch.Tensor, clip: torch.Tensor) -> tuple[tor
     return clip[:, 0:1], motion
 
 
-def test_still_video_latents_equal_the_whole_official_365_frame_encode(vae, pixels):
-    official = vae.encode(pixels[None, :, None].expand(1, 3, OFFICIAL_MOTION_FRAMES, PX, PX))[0]
-    assert torch.equal(still_video_latents(vae, pixels), official)
+def test_still_video_latents_equal_the_whole_official_365_frame_encode(vae, pixels, official_still):
+    assert torch.equal(still_video_latents(vae, pixels), official_still[0])
+
+
+def refresh_clip(latent_frames: int) -> torch.Tensor:
+    """Clip 0's denoised latents (16, F, h, w) at `REFRESH_PX`, seeded."""
+    latent_px = REFRESH_PX // 8
+    return torch.randn(16, latent_frames, latent_px, latent_px, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.fixture(scope="module")
+def refreshed(vae, refresh_pixels) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """`refreshed_sink` of `refresh_clip(F)` with the default decoder room, made once per F:
+    two tests check the same result (against the official decode, and against single-latent calls)."""
+    return cache(lambda latent_frames: refreshed_sink(vae, refresh_pixels, refresh_clip(latent_frames)))
 
 
 @pytest.mark.parametrize("latent_frames", [12, 6])  # 48-frame clips keep 45 frames, 24-frame clips 21
-def test_refreshed_sink_follows_the_official_online_decode(vae, pixels, latent_frames):
-    clip = torch.randn(16, latent_frames, PX // 8, PX // 8, generator=torch.Generator().manual_seed(5))
-    ref, motion = refreshed_sink(vae, pixels, clip)
-    official_ref, official_motion = official_refresh(vae, pixels, clip)
-    assert ref.shape == (16, 1, PX // 8, PX // 8) and motion.shape == (16, DIT_MOTION_LATENTS, PX // 8, PX // 8)
+def test_refreshed_sink_follows_the_official_online_decode(
+    vae, refresh_pixels, refresh_still, refreshed, latent_frames
+):
+    pixels, latent_px = refresh_pixels, REFRESH_PX // 8
+    clip = refresh_clip(latent_frames)
+    ref, motion = refreshed(latent_frames)
+    official_ref, official_motion = official_refresh(vae, pixels, refresh_still, clip)
+    assert ref.shape == (16, 1, latent_px, latent_px) and motion.shape == (16, DIT_MOTION_LATENTS, latent_px, latent_px)
     assert torch.equal(ref, official_ref)  # clip 0's first generated latent frame
     # The stream decode batches latents per call, so it equals the one-shot decode to rounding.
     torch.testing.assert_close(motion, official_motion, rtol=0, atol=1e-5)
@@ -167,9 +215,9 @@ def test_refreshed_sink_follows_the_official_online_decode(vae, pixels, latent_f
     assert not torch.equal(motion[:, -1], motion_latents(vae, pixels)[:, -1])
 
 
-def test_the_refresh_decodes_within_the_placements_decoder_room(vae, pixels, monkeypatch):
-    clip = torch.randn(16, 12, PX // 8, PX // 8, generator=torch.Generator().manual_seed(5))
-    whole_calls = refreshed_sink(vae, pixels, clip)
+def test_the_refresh_decodes_within_the_placements_decoder_room(vae, refresh_pixels, refreshed, monkeypatch):
+    clip = refresh_clip(12)
+    whole_calls = refreshed(12)
     latents_per_call: list[int] = []
     decoder = vae.model.decoder
     forward = decoder.forward
@@ -179,7 +227,7 @@ def test_the_refresh_decodes_within_the_placements_decoder_room(vae, pixels, mon
         return forward(x, *args, **kwargs)
 
     monkeypatch.setattr(decoder, "forward", counting)
-    one_at_a_time = refreshed_sink(vae, pixels, clip, decoder_latents=1)
+    one_at_a_time = refreshed_sink(vae, refresh_pixels, clip, decoder_latents=1)
     assert latents_per_call and max(latents_per_call) == 1
     for ours, whole in zip(one_at_a_time, whole_calls):
         torch.testing.assert_close(ours, whole, rtol=0, atol=1e-5)
