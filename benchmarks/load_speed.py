@@ -9,10 +9,11 @@ with and without its LoRA merged), resident on the GPU, freeing the GPU between.
 Part 2 moves every byte of the DiT's shards to the GPU, once per way:
 
 * `safetensors`: `safe_open(device="cpu").get_tensor(key).to("cuda")`, key after key
-  (what `load_dit` does);
+  (what `load_dit` did before it had `ShardReader`);
 * `safetensors-threads-N`: the same spread over N threads, one shard's keys each;
 * `pinned-read`: each shard's data section read with `readinto` into two pinned
-  buffers in turn, each copied to the GPU on a side stream while the next fills;
+  buffers in turn, each copied to the GPU on a side stream while the next fills
+  (the first form of `ShardReader`, kept so the committed figures can be reproduced);
 * `pinned-read-threads-N`: that with N shards at once;
 * `fastsafetensors`: the library's `fastsafe_open(..., device="cuda:0", nogds=True)`;
 * `shard-reader`: the loader's own reader (`checkpoint/shard_reader.py`), every tensor of
@@ -132,11 +133,11 @@ def fastsafetensors_all(shards: list[Path], device: str) -> list[Any]:
 def read_ways(weights: Path, device: str) -> list[dict[str, Any]]:
     import torch
 
-    shards = _shards(weights)
-    total_bytes = sum(s.stat().st_size for s in shards)
     from avatar_batch.render.liveavatar.checkpoint.headers import read_header
     from avatar_batch.render.liveavatar.checkpoint.shard_reader import ShardReader
 
+    shards = _shards(weights)
+    total_bytes = sum(s.stat().st_size for s in shards)
     reader = ShardReader(torch.device(device))
     keys = functools.partial(safetensors_keys, device=device)
     staged = functools.partial(pinned_read, device=device)

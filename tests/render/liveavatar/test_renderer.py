@@ -23,7 +23,7 @@ from avatar_batch.core.records import VIDEO_FPS, RenderRequest, RenderSettings, 
 from avatar_batch.render import open_renderer
 from avatar_batch.render.liveavatar import memory
 from avatar_batch.render.liveavatar import runner as runner_module
-from avatar_batch.render.liveavatar.checkpoint import model_identity, write_tiny_checkpoint
+from avatar_batch.render.liveavatar.checkpoint import model_identity
 from avatar_batch.render.liveavatar.memory import ComponentHost
 from avatar_batch.render.liveavatar.renderer import RUNNER_VERSION, LiveAvatarRenderer, oom_ladder
 from avatar_batch.render.liveavatar.sampler import SamplerOptions
@@ -33,10 +33,8 @@ PX = 128
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("weights")
-    write_tiny_checkpoint(root)
-    return root
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +215,11 @@ def test_one_load_serves_every_job(small, files, monkeypatch):
     assert len(loads) == 1
     assert first.telemetry()["load_s"] > 0 and second.telemetry()["load_s"] == 0
     assert second.telemetry()["reference_s"] < first.telemetry()["reference_s"]  # portrait latents reused
+    # The job that loaded says where that time went; the next one, which loaded nothing, does not.
+    parts = first.telemetry()["load_parts_s"]
+    assert set(parts) == {"text", "audio", "vae", "dit"}  # no compile on a CPU
+    assert all(seconds > 0 for seconds in parts.values()) and sum(parts.values()) <= first.telemetry()["load_s"]
+    assert "load_parts_s" not in second.telemetry()
     fresh.close()
 
 

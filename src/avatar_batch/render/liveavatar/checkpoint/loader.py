@@ -6,9 +6,9 @@
    state_dict (missing/extra keys, shapes, truncated shards) before a single
    tensor is read; all problems are raised together as one `WeightsError`.
 3. Each shard's tensors are read by `ShardReader` (several threads, through
-   pinned staging buffers: 1.6x safetensors' own path on an H200) onto the
-   target device, cast to the run dtype and put in place; the host holds only
-   the staging buffers beyond the page cache.
+   pinned staging buffers; that way of reading measured 1.6x safetensors' own
+   path on an H200) onto the target device, cast to the run dtype and put in
+   place; the host holds only the staging buffers beyond the page cache.
 4. The LoRA is merged (fp32 arithmetic, once); RoPE needs no stored tables.
 
 With a `DiTPlacer` (issue 11), steps 3-4 run first for everything but the

@@ -35,7 +35,6 @@ class ShardReader:
 
     def __init__(self, device: torch.device, threads: int = READ_THREADS, staging_bytes: int = STAGING_BYTES):
         self.device = torch.device(device)
-        self.staging_bytes = staging_bytes
         self._lanes = [_Lane(self.device, staging_bytes) for _ in range(max(1, threads))]
 
     def read(self, path: Path, names: Sequence[str]) -> dict[str, torch.Tensor]:
