@@ -30,7 +30,6 @@ import torch
 from avatar_batch.render.geometry import size_for
 from avatar_batch.render.liveavatar.conditioning import Conditioning, motion_latents, reference_latent
 from avatar_batch.render.liveavatar.config import CONFIG_14B, CONFIG_TINY, VaeSizes
-from avatar_batch.render.liveavatar.cpu_fast_paths import use_cpu_fast_paths
 from avatar_batch.render.liveavatar.dit import CausalS2VDiT
 from avatar_batch.render.liveavatar.dit.compiled import compile_blocks, compile_stats
 from avatar_batch.render.liveavatar.dit.fp8 import quantise_linears_fp8
@@ -41,7 +40,7 @@ from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, 
 from avatar_batch.render.liveavatar.schedule import dmd_schedule
 from avatar_batch.render.liveavatar.streaming import stream_frames
 from avatar_batch.render.liveavatar.telemetry import PhaseClock, peak_rss_gib, real_time_factor
-from avatar_batch.render.liveavatar.vae import Vae
+from avatar_batch.render.liveavatar.vae import Vae, use_fast_paths
 from avatar_batch.render.quality import rel_l2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -90,7 +89,8 @@ def build_dit(config, device, dtype) -> CausalS2VDiT:
     return dit
 
 
-def build_vae(sizes: VaeSizes, device, dtype) -> Vae:
+def build_vae(sizes: VaeSizes, device, dtype, fast_paths: bool = True) -> Vae:
+    """The full-size VAE with random weights; `fast_paths=False` keeps diffusers' stock modules."""
     from diffusers import AutoencoderKLWan
 
     model = (
@@ -106,7 +106,8 @@ def build_vae(sizes: VaeSizes, device, dtype) -> Vae:
         .eval()
     )
     random_init_(model, seed=1)
-    use_cpu_fast_paths(model)  # a no-op off the CPU
+    if fast_paths:
+        use_fast_paths(model, torch.device(device))  # as `load_vae` does
     return Vae(model, sizes, torch.device(device), dtype)
 
 

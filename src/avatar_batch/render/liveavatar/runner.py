@@ -165,7 +165,8 @@ class LiveAvatarRunner:
         with clock.phase("audio"):
             host.add("audio", load_audio_encoder(ckpt, device=park, dtype=dtype), park, mover=encoder_mover(visits))
         with clock.phase("vae"):
-            host.add("vae", load_vae(ckpt, device=park, dtype=dtype), park, mover=vae_mover(visits))
+            vae = load_vae(ckpt, device=park, dtype=dtype, compute_device=device)
+            host.add("vae", vae, park, mover=vae_mover(visits))
         self.copies = CopyEngine(device)
         placer = dit_placer(placement, self.copies)
         with clock.phase("dit"):
