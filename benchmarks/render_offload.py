@@ -22,6 +22,9 @@ in fresh processes on an emptied cache folder, and reports both first videos
 (`compile_cache` says which run was which). With a compile cache, every process
 gets an empty TORCHINDUCTOR_CACHE_DIR, so only the cache file can make it warm.
 
+`--profile` adds cProfile's top host functions of the first video (load and warm-up
+job) and of the measured job (`benchmarks/host_profile.py`): what the host waited in.
+
 `--timeline` traces one more job per case after the measured one and adds where
 its GPU time went: kernels busy, host-to-GPU copies busy, how much of the copying
 ran under kernels, idle time, and the top kernels (`benchmarks/timeline.py`).
@@ -56,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from avatar_batch.core.records import VIDEO_FPS
+from benchmarks.host_profile import profiled
 
 PROCESS_STARTED_S = time.perf_counter()  # before torch is imported: a user's first video counts that too
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +178,7 @@ def run_case(
     scratch: Path,
     compile_cache: str | None = None,
     timeline: bool = False,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """One case in this process: budget, load, warm-up job, measured job (and a traced one)."""
     import torch
@@ -199,16 +204,30 @@ def run_case(
         weights_dir=str(weights),
         compile_cache_dir=compile_cache,
     )
-    renderer = open_renderer(settings)
-    renderer.identity()  # refuses, before loading, a run no placement fits
     portrait = write_portrait(case["size"], scratch / f"portrait-{case['size'].replace('*', 'x')}.png")
-    # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
-    warm = _run_job(renderer, job_request("warm-up", scratch / "warm.wav", portrait, clips, settings))
+
+    def first_video() -> tuple[Any, dict[str, Any]]:
+        renderer = open_renderer(settings)
+        renderer.identity()  # refuses, before loading, a run no placement fits
+        # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
+        return renderer, _run_job(renderer, job_request("warm-up", scratch / "warm.wav", portrait, clips, settings))
+
+    def measured_job() -> dict[str, Any]:
+        return _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
+
+    profiles: dict[str, Any] = {}
+    if profile:
+        (renderer, warm), profiles["first_video"] = profiled(first_video)
+    else:
+        renderer, warm = first_video()
     first_video_s = time.perf_counter() - started_s
     process_first_video_s = time.perf_counter() - PROCESS_STARTED_S
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    measured = _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
+    if profile:
+        measured, profiles["measured_job"] = profiled(measured_job)
+    else:
+        measured = measured_job()
     allocator = allocator_stats()
     frames = measured["frames_out"]
     traced = None
@@ -238,6 +257,7 @@ def run_case(
         "allocator": allocator,
         "measured_telemetry": measured,
         **({"timeline": traced} if traced is not None else {}),
+        **({"host_profile": profiles} if profiles else {}),
     }
 
 
@@ -245,7 +265,7 @@ def _child(args: argparse.Namespace) -> None:
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     case = parse_case(args.one)
-    result = run_case(case, Path(args.weights), args.clips, scratch, args.compile_cache, args.timeline)
+    result = run_case(case, Path(args.weights), args.clips, scratch, args.compile_cache, args.timeline, args.profile)
     Path(args.result).write_text(json.dumps(result, default=str), encoding="utf-8")
 
 
@@ -293,6 +313,7 @@ def _run_child(args: argparse.Namespace, text: str, index: int, cache: str | Non
     argv = [sys.executable, "-m", "benchmarks.render_offload", "--one", text, "--weights", args.weights]
     argv += ["--clips", str(args.clips), "--scratch", args.scratch, "--result", str(result_path)]
     argv += ["--timeline"] if args.timeline else []
+    argv += ["--profile"] if args.profile else []
     env = dict(os.environ)
     if cache:  # torch's own on-disk caches would make a "cold" run warm: a fresh one per process
         argv += ["--compile-cache", cache]
@@ -361,6 +382,7 @@ def main() -> None:
     parser.add_argument(
         "--timeline", action="store_true", help="trace one more job per case: kernels and copies, and their overlap"
     )
+    parser.add_argument("--profile", action="store_true", help="add cProfile's top host functions per case")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
