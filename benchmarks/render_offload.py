@@ -52,15 +52,17 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from avatar_batch.core.records import VIDEO_FPS
 from benchmarks.host_profile import profiled
 
+T = TypeVar("T")
 PROCESS_STARTED_S = time.perf_counter()  # before torch is imported: a user's first video counts that too
 REPO = Path(__file__).resolve().parents[1]
 PORTRAIT = REPO / "assets" / "dr_chen.png"
@@ -216,18 +218,19 @@ def run_case(
         return _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
 
     profiles: dict[str, Any] = {}
-    if profile:
-        (renderer, warm), profiles["first_video"] = profiled(first_video)
-    else:
-        renderer, warm = first_video()
+
+    def run(name: str, work: Callable[[], T]) -> T:
+        if not profile:
+            return work()
+        result, profiles[name] = profiled(work)
+        return result
+
+    renderer, warm = run("first_video", first_video)
     first_video_s = time.perf_counter() - started_s
     process_first_video_s = time.perf_counter() - PROCESS_STARTED_S
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    if profile:
-        measured, profiles["measured_job"] = profiled(measured_job)
-    else:
-        measured = measured_job()
+    measured = run("measured_job", measured_job)
     allocator = allocator_stats()
     frames = measured["frames_out"]
     traced = None

@@ -1,5 +1,6 @@
-"""Faster CUDA paths for the VAE decoder: causal convolutions without a padded copy,
-and channel RMS norms in one kernel.
+"""Faster CUDA paths for the VAE decoder: channels-last weights, causal convolutions
+without a padded copy, and (measured, not used by the runner) channel RMS norms in
+one kernel.
 
 diffusers' `WanCausalConv3d` concatenates the cached frames in front of its input,
 then `F.pad`s the result in time, height and width: a full copy of the activation
