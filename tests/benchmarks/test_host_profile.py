@@ -27,3 +27,5 @@ def test_the_work_runs_once_and_its_slowest_function_leads():
     assert any("_sleeps" in row["function"] and row["cumulative_s"] >= 0.05 for row in cumulative)
     assert top["by_own"][0]["own_s"] >= 0.05  # the sleep itself
     assert all(set(row) == {"function", "calls", "own_s", "cumulative_s"} for row in cumulative)
+    sleep = top["by_own"][0]
+    assert any("_sleeps" in caller["function"] and caller["cumulative_s"] >= 0.05 for caller in sleep["callers"])
