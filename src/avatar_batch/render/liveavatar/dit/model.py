@@ -64,6 +64,7 @@ from avatar_batch.render.liveavatar.dit.rope import (
     grid_positions,
     rope_multipliers,
 )
+from avatar_batch.render.liveavatar.dit.upload import to_device
 
 # The sink's reference latent sits at time position 30 at prefill (docs/model.md §2.5).
 SINK_REF_TIME = 30
@@ -382,13 +383,13 @@ class CausalS2VDiT(nn.Module):
 
     def _patchify(self, conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, F, h, w) -> (1, B * F * h/2 * w/2, dim) tokens in (batch, frame, row, col) order."""
-        tokens = conv(latents.to(device=self.device, dtype=self.dtype)).flatten(2).transpose(1, 2)
+        tokens = conv(to_device(latents, self.device).to(dtype=self.dtype)).flatten(2).transpose(1, 2)
         # One block keeps the conv's channel-major layout, as the official model does:
         # the first layer's matrix products then round exactly as its own.
         return tokens if tokens.shape[0] == 1 else tokens.reshape(1, -1, tokens.shape[-1])
 
     def _noisy_tokens(self, blocks: Sequence[BlockInputs]) -> torch.Tensor:
-        latents = torch.stack([b.latents.to(device=self.device) for b in blocks])
+        latents = torch.stack([to_device(b.latents, self.device) for b in blocks])
         x = self._patchify(self.patch_embedding, latents)
         if self.cond_encoder is not None:
             # An audio-only run feeds all-zero pose latents (docs/model.md §2.8): only the bias remains.
@@ -405,7 +406,7 @@ class CausalS2VDiT(nn.Module):
         zero-timestep slot: the fp32 products round with the batch size, so the
         same batch keeps the numbers exactly the official ones."""
         # The official loop hands the timestep over as float32 before the float64 sinusoid.
-        t = torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32).to(self.device, non_blocking=True)
+        t = to_device(torch.tensor([timestep] * frames + [0.0] * frames, dtype=torch.float32), self.device)
         sinusoid = timestep_sinusoid(self.config.freq_dim, t).float()
         first, second, projection = self.time_embedding[0], self.time_embedding[2], self.time_projection[1]
         assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear) and isinstance(projection, nn.Linear)
@@ -437,7 +438,7 @@ class CausalS2VDiT(nn.Module):
                     f"a block of {frames} latent frames needs {need} audio frames, got {features.shape[-1]}"
                 )
         history = self.config.motion_frames
-        stacked = torch.stack([features.to(device=self.device) for features in audio])  # (B, 25, audio_dim, 4F)
+        stacked = torch.stack([to_device(features, self.device) for features in audio])  # (B, 25, audio_dim, 4F)
         feats = torch.cat([stacked[..., :1].expand(*stacked.shape[:-1], history), stacked], dim=-1)
         glob, local = self.casual_audio_encoder(feats)
         drop = (history + AUDIO_FRAMES_PER_LATENT - 1) // AUDIO_FRAMES_PER_LATENT  # latents of the history

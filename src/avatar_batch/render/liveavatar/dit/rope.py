@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from avatar_batch.render.liveavatar.dit.upload import to_device
+
 THETA = 10_000.0
 
 
@@ -78,7 +80,7 @@ def rope_multipliers(
     cos, sin = torch.cat(cos_parts, dim=1), torch.cat(sin_parts, dim=1)
     if round_to_fp16:
         cos, sin = cos.to(torch.float16).to(torch.float64), sin.to(torch.float16).to(torch.float64)
-    return RopeMultipliers(cos.to(device, non_blocking=True), sin.to(device, non_blocking=True))
+    return RopeMultipliers(to_device(cos, device), to_device(sin, device))
 
 
 def apply_rope(x: torch.Tensor, rope: RopeMultipliers) -> torch.Tensor:
