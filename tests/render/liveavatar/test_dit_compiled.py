@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from avatar_batch.render.liveavatar.checkpoint.tiny import random_dit
+from avatar_batch.render.liveavatar.conditioning import Conditioning
 from avatar_batch.render.liveavatar.config import CONFIG_TINY
 from avatar_batch.render.liveavatar.dit import PARITY, BlockInputs, DiTNumerics
 from avatar_batch.render.liveavatar.dit.compiled import compile_blocks, compile_stats
+from avatar_batch.render.liveavatar.limits import ClipGeometry
+from avatar_batch.render.liveavatar.sampler import SamplingPlan, sample_blocks, seeded_noise, sink_distances
+from avatar_batch.render.liveavatar.schedule import dmd_schedule
 
 C, LAT = 16, 8  # 64x64 px
 H_PX = W_PX = 64
@@ -49,3 +53,23 @@ def test_compiled_blocks_equal_eager_blocks(numerics, tolerance):
         torch.testing.assert_close(got, want, rtol=tolerance, atol=tolerance)
     stats = compile_stats()
     assert stats["unique_graphs"] >= 1 and stats["cache_limit_hits"] == 0
+
+
+def test_a_four_step_job_traces_thirteen_graphs():
+    # Every graph is traced again by each new process, compile cache or not: this
+    # pins the count for the shape of a benchmark job (3 clips of 48 frames, 4 steps)
+    # so that a change which splits a graph, or adds shapes, shows.
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    dit = compile_blocks(random_dit(CONFIG_TINY.dit, seed=0, dtype=torch.float32), backend="eager")
+    plan = SamplingPlan(ClipGeometry(H_PX, W_PX, 48, 3), dmd_schedule(4), seed=420)
+    g = torch.Generator().manual_seed(0)
+    cond = Conditioning(
+        dit.embed_text(torch.randn(6, 4096, generator=g)),
+        torch.randn(25, CONFIG_TINY.dit.audio_dim, plan.geometry.num_video_frames, generator=g),
+        torch.randn(C, 1, LAT, LAT, generator=g),
+        torch.randn(C, 19, LAT, LAT, generator=g),
+    )
+    blocks = list(sample_blocks(dit, cond, plan, sink_distances(plan.seed), seeded_noise(plan)))
+    assert len(blocks) == 12
+    assert compile_stats() == {"unique_graphs": 13, "cache_limit_hits": 0}

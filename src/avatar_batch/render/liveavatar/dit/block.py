@@ -6,9 +6,12 @@ group for the sink) and each group has its own six modulation vectors
 of expanding to one vector per token, gives the same numbers without a
 (tokens x 6 x dim) fp32 tensor.
 
-The block does not know about caches or RoPE: its caller passes
-`self_attend(q, k, v)`, which receives the un-rotated projections of the
-block's tokens and returns their attention output. Precision follows the
+The block does not know about caches: its caller passes `self_attend(q, k, v)`,
+which receives the projections of the block's tokens and returns their
+attention output. Given RoPE multipliers, the block rotates q and k itself, so
+a compiled block holds the rotation in its own graph (one graph fewer per
+token count than a separately compiled rotation); without them `self_attend`
+gets them un-rotated (the sink prefill stores un-rotated keys). Precision follows the
 official run: modulation and residual arithmetic in fp32, Linears in the
 model dtype, the residual stream rounded to the model dtype at the output.
 """
@@ -23,6 +26,7 @@ from torch import nn
 
 from avatar_batch.render.liveavatar.dit.attention import Attention, layer_norm
 from avatar_batch.render.liveavatar.dit.numerics import DiTNumerics
+from avatar_batch.render.liveavatar.dit.rope import RopeMultipliers, apply_rope
 
 SelfAttend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -40,11 +44,17 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
 
     def forward(
-        self, x: torch.Tensor, e0: torch.Tensor, text_kv: tuple[torch.Tensor, torch.Tensor], self_attend: SelfAttend
+        self,
+        x: torch.Tensor,
+        e0: torch.Tensor,
+        text_kv: tuple[torch.Tensor, torch.Tensor],
+        self_attend: SelfAttend,
+        rope: RopeMultipliers | None = None,
     ) -> torch.Tensor:
         """x (1, L, dim) model dtype; e0 (G, 6, dim) fp32, L = G * tokens per group;
         text_kv: this block's text cross-attention keys and values, (1, text_len, heads, head_dim)
-        each (`text_keys_values`). Returns (1, L, dim) in the model dtype."""
+        each (`text_keys_values`); rope: multipliers of the L tokens, or None to hand
+        `self_attend` un-rotated q and k. Returns (1, L, dim) in the model dtype."""
         dtype = x.dtype
         length, dim = x.shape[1], x.shape[2]
         groups = e0.shape[0]
@@ -58,6 +68,8 @@ class DiTBlock(nn.Module):
         a = (layer_norm(grouped(x), self.eps).float() * (1 + scale1) + shift1).to(dtype).reshape(1, length, dim)
         q = self.self_attn.query(a)
         k, v = self.self_attn.key_value(a)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         y = self.self_attn.output(self_attend(q, k, v))
         h = grouped(x).float() + grouped(y).float() * gate1  # fp32 from here
 

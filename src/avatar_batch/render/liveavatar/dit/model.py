@@ -131,6 +131,7 @@ class _Batch:
     audio_global: torch.Tensor
     audio_local: torch.Tensor
     attend_of: Callable[[int], SelfAttend]
+    rope: RopeMultipliers  # of the batch's noisy tokens, applied inside the blocks
     calls: list[tuple[StepCache, int]]  # (step cache, first latent frame) per block
     grid: TokenGrid
     frames: int
@@ -162,9 +163,10 @@ class CausalS2VDiT(nn.Module):
         self.trainable_cond_mask = nn.Embedding(3, dim)
         self.frame_packer = FramePacker(config.in_dim, dim, use_newest=config.add_last_motion)
         self._injector_of_layer = {layer: i for i, layer in enumerate(config.audio_inject_layers)}
-        # RoPE application; `dit.compiled.compile_blocks` swaps in a fused version.
-        # The attention closures that call it read caches indexed by Python ints,
-        # so they always run outside compiled graphs (`torch.compiler.disable`).
+        # RoPE of the sink (prefill and every denoising call; the blocks rotate their own
+        # tokens); `dit.compiled.compile_blocks` swaps in a fused version. The attention
+        # closures that call it read caches indexed by Python ints, so they always run
+        # outside compiled graphs (`torch.compiler.disable`).
         self.rotate = apply_rope
         # Placement (issue 11), set by `dit.placed.place_dit`: blocks streamed from host
         # memory through a ring of device slots, and how the caches are stored.
@@ -275,7 +277,9 @@ class CausalS2VDiT(nn.Module):
         # The layers, each writing the blocks into their step caches; audio after the injection layers.
         for layer in self._layer_pass(plan_cache_passes(calls, tokens, cond_cache)):
             for batch in prepared:
-                batch.x = self.blocks[layer](batch.x, batch.e0, cond_cache.text[layer], batch.attend_of(layer))
+                batch.x = self.blocks[layer](
+                    batch.x, batch.e0, cond_cache.text[layer], batch.attend_of(layer), batch.rope
+                )
                 if layer in self._injector_of_layer:
                     batch.x = self.audio_injector.inject(
                         self._injector_of_layer[layer], batch.x, batch.audio_global, batch.audio_local
@@ -302,10 +306,11 @@ class CausalS2VDiT(nn.Module):
         e, e0 = self._block_modulation(blocks, frames, cond_cache)
         # 2. Rotations: each block at its global frames, the sink with its reference rolled ahead.
         rope = self._rope(torch.cat([block_positions(b.first_frame, frames, grid.height, grid.width) for b in blocks]))
-        cond_rope = self._rope(torch.cat([self._sink_positions(b, cond_cache) for b in blocks])).batched(count)
-        attend_of = self._denoise_attention(blocks, rope, cond_rope, step_caches, cond_cache)
+        # One sink rotation per call: the same shape as the prefill's, so one compiled graph serves all.
+        sink_ropes = [self._rope(self._sink_positions(b, cond_cache)) for b in blocks]
+        attend_of = self._denoise_attention(blocks, sink_ropes, step_caches, cond_cache)
         calls = [(cache, block.first_frame) for block, cache in zip(blocks, step_caches)]
-        return _Batch(x, e, e0, audio_global, audio_local, attend_of, calls, grid, frames, tokens)
+        return _Batch(x, e, e0, audio_global, audio_local, attend_of, rope, calls, grid, frames, tokens)
 
     def _velocities(self, batch: _Batch) -> torch.Tensor:
         """Commit the batch's blocks to their caches; (B, C, F, h, w) from the head, block by block."""
@@ -338,19 +343,18 @@ class CausalS2VDiT(nn.Module):
     def _denoise_attention(
         self,
         blocks: Sequence[BlockInputs],
-        rope: RopeMultipliers,
-        cond_rope: RopeMultipliers,
+        sink_ropes: Sequence[RopeMultipliers],
         step_caches: Sequence[StepCache],
         cond_cache: CondCache,
     ) -> Callable[[int], SelfAttend]:
-        """layer -> the self-attention of the batch: each block attends to its own
-        step cache's ring plus the sink rotated for it."""
+        """layer -> the self-attention of the batch: each block (q and k rotated by the
+        block) attends to its own step cache's ring plus the sink rotated for it."""
         count = len(blocks)
 
         def attend_in(layer: int) -> SelfAttend:
             def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                q = self.rotate(q, rope).unflatten(1, (count, -1)).flatten(0, 1)  # (B, L, H, D)
-                k = self.rotate(k, rope).unflatten(1, (count, -1)).flatten(0, 1)
+                q = q.unflatten(1, (count, -1)).flatten(0, 1)  # (B, L, H, D)
+                k = k.unflatten(1, (count, -1)).flatten(0, 1)
                 v = v.unflatten(1, (count, -1)).flatten(0, 1)
                 cond_k, cond_v = cond_cache.read(layer)
                 # The calls of a batch read windows of one length (sampler.py `_batches`).
@@ -364,7 +368,8 @@ class CausalS2VDiT(nn.Module):
                     cache.write_and_read_into(
                         layer, block.first_frame, k[i : i + 1], v[i : i + 1], keys[ring], values[ring]
                     )
-                keys[:, ring_len:] = self.rotate(cond_k, cond_rope)
+                for i, sink_rope in enumerate(sink_ropes):
+                    keys[i : i + 1, ring_len:] = self.rotate(cond_k, sink_rope)
                 values[:, ring_len:] = cond_v
                 return sdpa(q, keys, values).flatten(0, 1)[None]
 

@@ -41,8 +41,7 @@ class RopeAxes:
 
 @dataclass(frozen=True)
 class RopeMultipliers:
-    """Per-token rotation: cos and sin of every channel pair, float64 (L, head_dim/2),
-    or (B, L, head_dim/2) when each batch row sits at its own positions."""
+    """Per-token rotation: cos and sin of every channel pair, float64 (L, head_dim/2)."""
 
     cos: torch.Tensor
     sin: torch.Tensor
@@ -50,10 +49,6 @@ class RopeMultipliers:
     @property
     def num_tokens(self) -> int:
         return self.cos.shape[-2]
-
-    def batched(self, batch: int) -> RopeMultipliers:
-        """(B*L, P) multipliers of B consecutive token groups -> (B, L, P)."""
-        return RopeMultipliers(self.cos.unflatten(0, (batch, -1)), self.sin.unflatten(0, (batch, -1)))
 
 
 def inverse_frequencies(num_pairs: int) -> torch.Tensor:
@@ -84,20 +79,15 @@ def rope_multipliers(
 
 
 def apply_rope(x: torch.Tensor, rope: RopeMultipliers) -> torch.Tensor:
-    """Rotate x (B, L, heads, head_dim) in float64; returns x's dtype (through fp32, as the official code).
-
-    Batched multipliers (B', L, P) rotate each row with its own; x of batch 1 then broadcasts to B'."""
+    """Rotate x (B, L, heads, head_dim) in float64; returns x's dtype (through fp32, as the official code)."""
     b, length, heads, head_dim = x.shape
     if rope.num_tokens != length:
         raise ValueError(f"RoPE multipliers cover {rope.num_tokens} tokens but x has {length}")
     pairs = x.to(torch.float64).reshape(b, length, heads, head_dim // 2, 2)
     real, imag = pairs[..., 0], pairs[..., 1]
-    if rope.cos.dim() == 2:
-        cos, sin = rope.cos[None, :, None, :], rope.sin[None, :, None, :]
-    else:
-        cos, sin = rope.cos[:, :, None, :], rope.sin[:, :, None, :]
+    cos, sin = rope.cos[None, :, None, :], rope.sin[None, :, None, :]
     rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return rotated.flatten(3).to(torch.float32).to(x.dtype)  # (max(B, B'), L, heads, head_dim)
+    return rotated.flatten(3).to(torch.float32).to(x.dtype)
 
 
 def grid_positions(times: Sequence[int], rows: Sequence[int], cols: Sequence[int]) -> torch.Tensor:
