@@ -20,6 +20,17 @@ def test_doctor_checks_tools_and_the_catalogue_voices(project):
     assert "ffmpeg" in result.output and "voice dr_chen/en" in result.output
 
 
+def test_doctor_says_how_to_fix_heavy_packages_without_bytecode(project, monkeypatch, tmp_path):
+    from avatar_batch.cli import commands_doctor
+    from avatar_batch.core.bytecode import BytecodeState
+
+    slow = BytecodeState("torch", tmp_path / "site" / "torch", modules=100, without_bytecode=90)
+    monkeypatch.setattr(commands_doctor, "heavy_imports_state", lambda: [slow])
+    result = CliRunner().invoke(app, ["doctor", str(project.catalogue)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output  # slower, not broken
+    assert "torch 90/100" in result.output and f"python -m compileall -q {tmp_path / 'site'}" in result.output
+
+
 def test_doctor_reports_an_unknown_voice(project):
     data = project.data()
     data["personas"]["dr_chen"]["voices"]["en"] = "xx-nonexistent"

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from avatar_batch import batch, speech
 from avatar_batch.cli import app, handled, out
+from avatar_batch.core.bytecode import heavy_imports_state
 from avatar_batch.core.errors import EXIT_OK, EXIT_UNAVAILABLE
 from avatar_batch.core.records import CommandVoice
 from avatar_batch.render import devices
@@ -36,6 +37,22 @@ def _catalogue_voices(table: Table, catalogue: Path, voices: dict) -> bool:
                 continue
             good &= _row(table, label, speech.voices.knows_voice(voice, voices), voice)
     return good
+
+
+def _bytecode_row(table: Table) -> None:
+    """Heavy packages without .pyc files slow every run's start but break nothing: a warning."""
+    slow = [state for state in heavy_imports_state() if state.slow]
+    if not slow:
+        table.add_row("Python bytecode", "ok", "torch, transformers and diffusers start from .pyc files")
+        return
+    counts = ", ".join(f"{s.package} {s.without_bytecode}/{s.modules}" for s in slow)
+    folders = " ".join(sorted({str(s.folder.parent) for s in slow}))
+    table.add_row(
+        "Python bytecode",
+        "[yellow]slow[/]",
+        f"modules without .pyc ({counts}) compile from source in every run (~10 s): "
+        f"run `python -m compileall -q {folders}` once",
+    )
 
 
 def _placement_rows(table: Table, weights: Path | None, gpu_memory: float | None) -> None:
@@ -84,6 +101,7 @@ def doctor(
     table.add_row("torch", "ok" if version else "-", version or "not installed (only the still renderer works)")
     table.add_row("GPU", "ok" if gpus else "-", gpu_text or "none (liveavatar runs on CPU only with the tiny model)")
     if version:
+        _bytecode_row(table)
         _placement_rows(table, weights, gpu_memory)
     if weights is not None:
         from avatar_batch.render.liveavatar.checkpoint import verify_checkpoint
