@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from avatar_batch.core.bytecode import heavy_imports_state
 from avatar_batch.core.records import VIDEO_FPS
 from benchmarks.host_profile import profiled
 
@@ -351,7 +352,17 @@ def _document(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
         )
         if base and "fps" in run:
             run["ratio_to_unconstrained"] = round(run["fps"] / base["fps"], 3)
-    return {"device": device, "torch": torch.__version__, "command": command, "runs": runs}
+    return {
+        "device": device,
+        "torch": torch.__version__,
+        "command": command,
+        # Imports compile from source without bytecode (~10 s of a first video): say which it was.
+        "python_bytecode": [
+            {"package": state.package, "modules": state.modules, "without_bytecode": state.without_bytecode}
+            for state in heavy_imports_state()
+        ],
+        "runs": runs,
+    }
 
 
 def _print_table(runs: list[dict[str, Any]]) -> None:

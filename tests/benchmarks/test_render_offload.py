@@ -33,8 +33,10 @@ def test_ratios_are_to_the_whole_gpu_run_with_default_formats_and_offload():
         return {**case, "fps": fps, "device": "gpu"}
 
     runs = [run("none", 20.0, offload="model"), run("none", 10.0), run(48, 8.0, "int8"), run(48, 5.0)]
-    _document(argparse.Namespace(), runs)
+    document = _document(argparse.Namespace(), runs)
     assert [r["ratio_to_unconstrained"] for r in runs] == [2.0, 1.0, 0.8, 0.5]
+    torch_bytecode = next(row for row in document["python_bytecode"] if row["package"] == "torch")
+    assert torch_bytecode["modules"] > 100 and 0 <= torch_bytecode["without_bytecode"] <= torch_bytecode["modules"]
 
 
 def test_the_portrait_has_the_cases_width_and_height(tmp_path):
