@@ -31,3 +31,39 @@ def test_switching_a_model_keeps_its_outputs():
         assert use_cpu_fast_paths(model) > 20
         after = model(video).sample
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_cache", [False, True])
+def test_a_causal_conv_pads_in_space_inside_the_2d_convolution(with_cache):
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    torch.manual_seed(0)
+    conv = WanCausalConv3d(4, 6, 3, padding=1)
+    x, cache = torch.randn(1, 4, 3, 10, 12), torch.randn(1, 4, 2, 10, 12)
+    cache_x = cache if with_cache else None
+    with torch.no_grad():
+        expected = conv(x, cache_x)
+        assert use_cpu_fast_paths(conv) == 1
+        got = conv(x, cache_x)
+    assert got.shape == expected.shape == (1, 6, 3, 10, 12)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # Channels-last in memory, so the next layer's planes are views, not copies.
+    assert got.permute(0, 2, 3, 4, 1).is_contiguous()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_channel_norm_equals_diffusers(bias):
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    torch.manual_seed(0)
+    norm = WanRMS_norm(6, images=False, bias=bias)
+    with torch.no_grad():
+        norm.gamma.normal_()
+        if bias:
+            norm.bias.normal_()
+        x = torch.randn(2, 6, 3, 5, 7)
+        x[0, :, 0, 0, 0] = 0.0  # a zero vector: the clamp, not a division by zero
+        expected = norm(x)
+        assert use_cpu_fast_paths(norm) == 1
+        got = norm(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
