@@ -271,5 +271,5 @@ def load_audio_encoder(ckpt_dir: Path, *, device: torch.device | str, dtype: tor
     extractor = _load_feature_extractor(folder)
     # Loaded in its stored dtype (fp32), then cast: works across transformers versions.
     model = Wav2Vec2ForCTC.from_pretrained(str(folder), local_files_only=True)
-    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)  # type: ignore[call-arg]
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return AudioEncoder(extractor, model, sizes, torch.device(device), dtype)

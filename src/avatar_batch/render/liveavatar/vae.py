@@ -202,8 +202,8 @@ def _build_autoencoder(state: Mapping[str, torch.Tensor], sizes: VaeSizes, dtype
             latents_std=list(LATENTS_STD),
         )
     renamed = {hf: state[wan].to(dtype) for wan, hf in vae_key_map(sizes).items()}
-    model.load_state_dict(renamed, strict=True, assign=True)  # type: ignore[attr-defined]
-    return model.eval().requires_grad_(False)  # type: ignore[attr-defined]
+    model.load_state_dict(renamed, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
 
 
 def load_vae(
