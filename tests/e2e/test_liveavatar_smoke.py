@@ -3,7 +3,7 @@
 `weights tiny` writes a random checkpoint in the official layout, then
 `render questions/smoke.yaml --renderer liveavatar --preset quick` renders
 both entries into a fresh library. Each MP4 must be H.264 at 25 fps and as
-long as its speech to within one frame. About 30 s on an idle 2-core CPU.
+long as its speech to within one frame. About 50 s on an idle 2-core CPU.
 Speed is a benchmark's business, not this test's: the time limit only stops a
 hung render, and is far above what a busy machine needs.
 """
