@@ -25,6 +25,12 @@ gets an empty TORCHINDUCTOR_CACHE_DIR, so only the cache file can make it warm.
 `--profile` adds cProfile's top host functions of the first video (load and warm-up
 job) and of the measured job (`benchmarks/host_profile.py`): what the host waited in.
 
+`--ops` profiles the warm-up job (load included) and one more job after the measured
+one with torch.profiler's CPU activity, and adds the operators whose own host time the
+first job exceeds the later one's by most (`benchmarks/op_profile.py`): what a warm
+start pays beyond dynamo's tracing. It slows both jobs, so read `first_video_s` of such
+a run as an upper bound.
+
 `--timeline` traces one more job per case after the measured one and adds where
 its GPU time went: kernels busy, host-to-GPU copies busy, how much of the copying
 ran under kernels, idle time, and the top kernels (`benchmarks/timeline.py`).
@@ -62,6 +68,7 @@ import numpy as np
 from avatar_batch.core.bytecode import heavy_imports_state
 from avatar_batch.core.records import VIDEO_FPS
 from benchmarks.host_profile import profiled
+from benchmarks.op_profile import first_use_costs, op_seconds
 
 T = TypeVar("T")
 PROCESS_STARTED_S = time.perf_counter()  # before torch is imported: a user's first video counts that too
@@ -182,6 +189,7 @@ def run_case(
     compile_cache: str | None = None,
     timeline: bool = False,
     profile: bool = False,
+    ops: bool = False,
 ) -> dict[str, Any]:
     """One case in this process: budget, load, warm-up job, measured job (and a traced one)."""
     import torch
@@ -213,12 +221,17 @@ def run_case(
         renderer = open_renderer(settings)
         renderer.identity()  # refuses, before loading, a run no placement fits
         # The warm-up has the measured job's shape, so every graph the measured job runs is compiled.
-        return renderer, _run_job(renderer, job_request("warm-up", scratch / "warm.wav", portrait, clips, settings))
+        warm_up = job_request("warm-up", scratch / "warm.wav", portrait, clips, settings)
+        if not ops:
+            return renderer, _run_job(renderer, warm_up)
+        warm, op_times["first"] = op_seconds(lambda: _run_job(renderer, warm_up))
+        return renderer, warm
 
     def measured_job() -> dict[str, Any]:
         return _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
 
     profiles: dict[str, Any] = {}
+    op_times: dict[str, dict[str, dict[str, float]]] = {}
 
     def run(name: str, work: Callable[[], T]) -> T:
         if not profile:
@@ -237,6 +250,9 @@ def run_case(
     traced = None
     if timeline and on_gpu:
         traced = traced_job(renderer, job_request("traced", scratch / "traced.wav", portrait, clips, settings))
+    if ops:
+        later = job_request("later", scratch / "later.wav", portrait, clips, settings)
+        _, op_times["later"] = op_seconds(lambda: _run_job(renderer, later))
     renderer.close()
     placement = measured.get("placement") or {}
     return {
@@ -262,6 +278,7 @@ def run_case(
         "measured_telemetry": measured,
         **({"timeline": traced} if traced is not None else {}),
         **({"host_profile": profiles} if profiles else {}),
+        **({"first_job_ops": first_use_costs(op_times["first"], op_times["later"])} if op_times else {}),
     }
 
 
@@ -269,7 +286,9 @@ def _child(args: argparse.Namespace) -> None:
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     case = parse_case(args.one)
-    result = run_case(case, Path(args.weights), args.clips, scratch, args.compile_cache, args.timeline, args.profile)
+    result = run_case(
+        case, Path(args.weights), args.clips, scratch, args.compile_cache, args.timeline, args.profile, args.ops
+    )
     Path(args.result).write_text(json.dumps(result, default=str), encoding="utf-8")
 
 
@@ -318,6 +337,7 @@ def _run_child(args: argparse.Namespace, text: str, index: int, cache: str | Non
     argv += ["--clips", str(args.clips), "--scratch", args.scratch, "--result", str(result_path)]
     argv += ["--timeline"] if args.timeline else []
     argv += ["--profile"] if args.profile else []
+    argv += ["--ops"] if args.ops else []
     env = dict(os.environ)
     if cache:  # torch's own on-disk caches would make a "cold" run warm: a fresh one per process
         argv += ["--compile-cache", cache]
@@ -397,6 +417,7 @@ def main() -> None:
         "--timeline", action="store_true", help="trace one more job per case: kernels and copies, and their overlap"
     )
     parser.add_argument("--profile", action="store_true", help="add cProfile's top host functions per case")
+    parser.add_argument("--ops", action="store_true", help="add the operators a first job spends extra host time in")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
