@@ -67,3 +67,26 @@ def test_the_channel_norm_equals_diffusers(bias):
         assert use_cpu_fast_paths(norm) == 1
         got = norm(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_off_the_cpu_each_module_runs_what_it_ran_before():
+    """On a CUDA VAE the CPU paths go on top of `cuda_fast_paths`' own: those must still run there."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanRMS_norm
+
+    model = nn.Sequential(WanCausalConv3d(2, 2, 3, padding=1), WanRMS_norm(2, images=False)).to("meta")
+    calls: list[str] = []
+    for module in model:
+        stock = module.forward
+
+        def earlier(*args, _stock=stock, _name=type(module).__name__):
+            calls.append(_name)
+            return _stock(*args)
+
+        module.forward = earlier
+    assert use_cpu_fast_paths(model) == 2
+    x = torch.zeros(1, 2, 1, 4, 4, device="meta")  # any device but the CPU
+    model[1](model[0](x))
+    assert calls == ["WanCausalConv3d", "WanRMS_norm"]
+    model.to_empty(device="cpu")
+    model[1](model[0](torch.zeros(1, 2, 1, 4, 4)))
+    assert calls == ["WanCausalConv3d", "WanRMS_norm"]  # the CPU paths ran

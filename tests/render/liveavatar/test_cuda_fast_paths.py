@@ -76,3 +76,23 @@ def test_on_cuda_the_fast_decoder_matches_the_stock_one():
     with torch.no_grad():
         expected, got = model.decode(z).sample.float(), fast.decode(z).sample.float()
     assert F.mse_loss(got, expected).item() < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_vae_loaded_for_cuda_runs_the_cuda_causal_convs(tiny_weights, monkeypatch):
+    """`load_vae` puts the CPU paths on top of the CUDA ones: on CUDA the CUDA ones still run."""
+    from avatar_batch.render.liveavatar import cuda_fast_paths
+    from avatar_batch.render.liveavatar.vae import load_vae
+
+    vae = load_vae(tiny_weights / "Wan2.2-S2V-14B", device="cuda", dtype=torch.bfloat16)
+    calls = []
+
+    def counted(conv, x, cache_x):
+        calls.append(x.device.type)
+        return causal_conv3d(conv, x, cache_x)
+
+    monkeypatch.setattr(cuda_fast_paths, "causal_conv3d", counted)
+    frames = vae.decode(torch.randn(1, 16, 2, 8, 8, device="cuda"))
+    assert frames.shape == (1, 3, 5, 64, 64) and torch.isfinite(frames).all()
+    assert calls and set(calls) == {"cuda"}

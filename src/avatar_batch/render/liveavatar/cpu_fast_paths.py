@@ -19,11 +19,14 @@ bias. Together: a 25-frame 384x256 decode of the tiny VAE on a 2-core CPU in
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from avatar_batch.render.liveavatar.cuda_fast_paths import padded_in_time
 
 
 def conv3d_by_planes(
@@ -62,19 +65,19 @@ def conv3d_by_planes(
     return out.permute(0, 4, 1, 2, 3)
 
 
-def _causal_forward(self: Any, x: torch.Tensor, cache_x: torch.Tensor | None = None) -> torch.Tensor:
-    """diffusers' WanCausalConv3d: zeros (or the previous call's last frames) before
-    the first frame, then the convolution. The spatial zeros are left to the 2-D
-    convolution, which pads as it reads instead of copying the whole input."""
-    if x.device.type != "cpu":
-        return type(self).forward(self, x, cache_x)
-    pad_w, _, pad_h, _, pad_t, _ = self._padding
-    if cache_x is not None and pad_t > 0:
-        x = torch.cat([cache_x.to(x.device), x], dim=2)
-        pad_t -= cache_x.shape[2]
-    if pad_t > 0:
-        x = F.pad(x, (0, 0, 0, 0, pad_t, 0))
-    return conv3d_by_planes(self, x, self.weight, self.bias, (pad_h, pad_w))
+def _causal_path(conv: nn.Conv3d, previous: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """diffusers' WanCausalConv3d on the CPU: zeros (or the previous call's last frames)
+    before the first frame, then the convolution. The spatial zeros are left to the 2-D
+    convolution, which pads as it reads instead of copying the whole input. Elsewhere the
+    module's previous forward runs (on CUDA, `cuda_fast_paths`' own causal convolution)."""
+
+    def forward(x: torch.Tensor, cache_x: torch.Tensor | None = None) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return previous(x, cache_x)
+        x, padding_hw = padded_in_time(conv, x, cache_x)
+        return conv3d_by_planes(conv, x, conv.weight, conv.bias, padding_hw)
+
+    return forward
 
 
 def _planes_forward(self: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -83,31 +86,39 @@ def _planes_forward(self: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bias
     return conv3d_by_planes(self, x, weight, bias)
 
 
-def _channel_rms_forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # diffusers' WanRMS_norm
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not self.channel_first:
-        return type(self).forward(self, x)
-    # F.normalize: x / max(||x||_2, 1e-12) over channels (the innermost axis in memory
-    # once the convolutions above have made the activations channels-last).
-    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)
-    out = torch.div(x, norm).mul_(self.gamma * self.scale)
-    if isinstance(self.bias, torch.Tensor):  # a float 0 when the norm has no bias
-        out.add_(self.bias)
-    return out
+def _channel_norm_path(
+    norm: Any, previous: Callable[[torch.Tensor], torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """diffusers' WanRMS_norm on fp32 CPU activations; elsewhere its previous forward."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or not norm.channel_first:
+            return previous(x)
+        # F.normalize: x / max(||x||_2, 1e-12) over channels (the innermost axis in memory
+        # once the convolutions above have made the activations channels-last).
+        length = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)
+        out = torch.div(x, length).mul_(norm.gamma * norm.scale)
+        if isinstance(norm.bias, torch.Tensor):  # a float 0 when the norm has no bias
+            out.add_(norm.bias)
+        return out
+
+    return forward
 
 
 def use_cpu_fast_paths(model: nn.Module) -> int:
     """Switch `model`'s causal and unpadded Conv3d layers and channel RMS norms to
-    the CPU paths above (they defer to the stock code on other devices).
+    the CPU paths above. Off the CPU they run what the module ran before (the stock
+    code, or the CUDA paths when `cuda_fast_paths` switched them first).
     Returns how many modules were switched."""
     switched = 0
     for module in model.modules():
-        if type(module).__name__ == "WanCausalConv3d" and hasattr(module, "_padding"):
-            module.forward = types.MethodType(_causal_forward, module)
+        if isinstance(module, nn.Conv3d) and type(module).__name__ == "WanCausalConv3d" and hasattr(module, "_padding"):
+            module.forward = _causal_path(module, module.forward)  # type: ignore[method-assign]
             switched += 1
         elif isinstance(module, nn.Conv3d) and tuple(module.padding) == (0, 0, 0) and module.padding_mode == "zeros":
             module._conv_forward = types.MethodType(_planes_forward, module)  # type: ignore[method-assign]
             switched += 1
         elif type(module).__name__ == "WanRMS_norm" and hasattr(module, "channel_first"):
-            module.forward = types.MethodType(_channel_rms_forward, module)
+            module.forward = _channel_norm_path(module, module.forward)
             switched += 1
     return switched

@@ -39,16 +39,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def causal_conv3d(conv: nn.Conv3d, x: torch.Tensor, cache_x: torch.Tensor | None) -> torch.Tensor:
-    """What diffusers' `WanCausalConv3d.forward(x, cache_x)` computes, with the spatial
-    zero padding done by the convolution instead of a padded copy of `x`."""
+def padded_in_time(
+    conv: nn.Conv3d, x: torch.Tensor, cache_x: torch.Tensor | None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The causal half of diffusers' `WanCausalConv3d` padding: `x` (B, C, T, H, W) after
+    the previous call's last frames, or zeros, in time; and the (height, width) zero
+    padding it leaves to the convolution, which pads as it reads instead of copying `x`."""
     pad_w, _, pad_h, _, pad_t, _ = conv._padding  # type: ignore[misc]  # (w, w, h, h, 2t, 0), set by diffusers
     if cache_x is not None and pad_t > 0:
         x = torch.cat([cache_x.to(x.device), x], dim=2)
         pad_t -= cache_x.shape[2]
     if pad_t > 0:
         x = F.pad(x, (0, 0, 0, 0, pad_t, 0))
-    return F.conv3d(x, conv.weight, conv.bias, conv.stride, (0, pad_h, pad_w), conv.dilation, conv.groups)
+    return x, (pad_h, pad_w)
+
+
+def causal_conv3d(conv: nn.Conv3d, x: torch.Tensor, cache_x: torch.Tensor | None) -> torch.Tensor:
+    """What diffusers' `WanCausalConv3d.forward(x, cache_x)` computes, with the spatial
+    zero padding done by the convolution instead of a padded copy of `x`."""
+    x, padding_hw = padded_in_time(conv, x, cache_x)
+    return F.conv3d(x, conv.weight, conv.bias, conv.stride, (0, *padding_hw), conv.dilation, conv.groups)
 
 
 def _rms_channels(x: torch.Tensor, gamma: torch.Tensor, scale: float) -> torch.Tensor:
