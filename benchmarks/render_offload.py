@@ -217,6 +217,8 @@ def run_case(
     )
     portrait = write_portrait(case["size"], scratch / f"portrait-{case['size'].replace('*', 'x')}.png")
 
+    op_times: dict[str, dict[str, dict[str, float]]] = {}  # "first" and "later" jobs, with --ops
+
     def first_video() -> tuple[Any, dict[str, Any]]:
         renderer = open_renderer(settings)
         renderer.identity()  # refuses, before loading, a run no placement fits
@@ -231,7 +233,6 @@ def run_case(
         return _run_job(renderer, job_request("measured", scratch / "measured.wav", portrait, clips, settings))
 
     profiles: dict[str, Any] = {}
-    op_times: dict[str, dict[str, dict[str, float]]] = {}
 
     def run(name: str, work: Callable[[], T]) -> T:
         if not profile:

@@ -18,7 +18,6 @@ bias. Together: a 25-frame 384x256 decode of the tiny VAE on a 2-core CPU in
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -80,12 +79,6 @@ def _causal_path(conv: nn.Conv3d, previous: Callable[..., torch.Tensor]) -> Call
     return forward
 
 
-def _planes_forward(self: nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if x.device.type != "cpu":
-        return nn.Conv3d._conv_forward(self, x, weight, bias)
-    return conv3d_by_planes(self, x, weight, bias)
-
-
 def _channel_norm_path(
     norm: Any, previous: Callable[[torch.Tensor], torch.Tensor]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -106,17 +99,14 @@ def _channel_norm_path(
 
 
 def use_cpu_fast_paths(model: nn.Module) -> int:
-    """Switch `model`'s causal and unpadded Conv3d layers and channel RMS norms to
-    the CPU paths above. Off the CPU they run what the module ran before (the stock
+    """Switch `model`'s causal convolutions (all the Wan VAE's Conv3d layers) and channel
+    RMS norms to the CPU paths above. Off the CPU they run what the module ran before (the stock
     code, or the CUDA paths when `cuda_fast_paths` switched them first).
     Returns how many modules were switched."""
     switched = 0
     for module in model.modules():
         if isinstance(module, nn.Conv3d) and type(module).__name__ == "WanCausalConv3d" and hasattr(module, "_padding"):
             module.forward = _causal_path(module, module.forward)  # type: ignore[method-assign]
-            switched += 1
-        elif isinstance(module, nn.Conv3d) and tuple(module.padding) == (0, 0, 0) and module.padding_mode == "zeros":
-            module._conv_forward = types.MethodType(_planes_forward, module)  # type: ignore[method-assign]
             switched += 1
         elif type(module).__name__ == "WanRMS_norm" and hasattr(module, "channel_first"):
             module.forward = _channel_norm_path(module, module.forward)

@@ -176,7 +176,7 @@ def write_tiny_t5(ckpt_dir: Path, sizes: T5Sizes, seed: int) -> None:
 def _umt5_config(sizes: T5Sizes):
     from transformers import UMT5Config
 
-    return UMT5Config(  # PretrainedConfig takes tie_word_embeddings
+    return UMT5Config(
         vocab_size=sizes.vocab,
         d_model=sizes.dim,
         d_kv=sizes.dim_attn // sizes.num_heads,
