@@ -16,11 +16,13 @@ def test_a_case_names_size_steps_precision_budget_and_optional_formats_and_offlo
         "weight_format": "auto",
         "kv_format": "bf16",
         "offload_asked": "auto",
+        "cuda_graphs": False,
     }
     assert parse_case("384*256:3:fp8:24:int8")["budget_gib"] == 24.0
     assert parse_case("384*256:3:fp8:24:int8")["weight_format"] == "int8"
     assert parse_case("704*384:4:bf16:48:int8:fp8")["kv_format"] == "fp8"
     assert parse_case("704*384:4:bf16:none:auto:bf16:model")["offload_asked"] == "model"
+    assert parse_case("704*384:4:fp8:none:auto:bf16:auto:graphs")["cuda_graphs"]
 
 
 def test_ratios_are_to_the_whole_gpu_run_with_default_formats_and_offload():
@@ -28,13 +30,14 @@ def test_ratios_are_to_the_whole_gpu_run_with_default_formats_and_offload():
 
     from benchmarks.render_offload import _document
 
-    def run(budget, fps, weight_format="auto", offload="auto"):
-        case = parse_case(f"704*384:4:bf16:{budget}:{weight_format}:bf16:{offload}")
+    def run(budget, fps, weight_format="auto", offload="auto", graphs=""):
+        case = parse_case(f"704*384:4:bf16:{budget}:{weight_format}:bf16:{offload}:{graphs}")
         return {**case, "fps": fps, "device": "gpu"}
 
-    runs = [run("none", 20.0, offload="model"), run("none", 10.0), run(48, 8.0, "int8"), run(48, 5.0)]
+    runs = [run("none", 20.0, offload="model"), run("none", 15.0, graphs="graphs"), run("none", 10.0)]
+    runs += [run(48, 8.0, "int8"), run(48, 5.0)]
     document = _document(argparse.Namespace(), runs)
-    assert [r["ratio_to_unconstrained"] for r in runs] == [2.0, 1.0, 0.8, 0.5]
+    assert [r["ratio_to_unconstrained"] for r in runs] == [2.0, 1.5, 1.0, 0.8, 0.5]
     torch_bytecode = next(row for row in document["python_bytecode"] if row["package"] == "torch")
     assert torch_bytecode["modules"] > 100 and 0 <= torch_bytecode["without_bytecode"] <= torch_bytecode["modules"]
 

@@ -146,3 +146,16 @@ def test_the_compile_cache_folder_resolves_from_flag_env_and_the_users_cache(env
 
 def test_the_compile_cache_never_enters_the_job_id():
     assert RenderSettings(compile_cache_dir="/a").hashed_fields() == RenderSettings().hashed_fields()
+
+
+@pytest.mark.parametrize(
+    ("env", "cli", "expected"),
+    [
+        ({}, {}, False),
+        ({"AVATAR_BATCH_CUDA_GRAPHS": "on"}, {}, True),
+        ({"AVATAR_BATCH_CUDA_GRAPHS": "on"}, {"cuda_graphs": False}, False),
+    ],
+)
+def test_cuda_graphs_resolve_from_env_and_flag_and_leave_job_ids_alone(env, cli, expected):
+    assert resolve_run_settings(CatalogueDefaults(), env, cli).cuda_graphs is expected
+    assert RenderSettings(cuda_graphs=True).hashed_fields() == RenderSettings().hashed_fields()

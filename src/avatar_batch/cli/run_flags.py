@@ -87,6 +87,16 @@ _SETTING_FLAGS: tuple[tuple[str, Any, Any], ...] = (
             metavar="DIR",
         ),
     ),
+    (
+        "cuda_graphs",
+        bool | None,
+        typer.Option(
+            None,
+            "--cuda-graphs/--no-cuda-graphs",
+            help="liveavatar: replay each wave of denoising calls as a CUDA graph once its shape recurs "
+            "(whole-GPU placements; the same pixels).",
+        ),
+    ),
 )
 SETTING_NAMES = {
     "steps": "sample_steps",

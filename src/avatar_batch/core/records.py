@@ -144,6 +144,7 @@ class RenderSettings:
     kv_format: str = "bf16"  # bf16 | fp8: storage of the per-step KV caches
     sink_refresh: bool = False  # re-seed the sink from clip 0's output (long answers)
     compile_cache_dir: str | None = None  # compiled DiT kernels kept across runs; None = off
+    cuda_graphs: bool = False  # liveavatar: replay each wave's layer pass as a CUDA graph (same pixels)
 
     @property
     def resolved_weight_format(self) -> str:
@@ -154,12 +155,20 @@ class RenderSettings:
 
     def hashed_fields(self) -> dict[str, Any]:
         """Fields that change the output. Offload, the GPU budget and the weights
-        location and the compile cache do not; the model identity (hash of the checkpoint) stands in for
+        location, the compile cache and CUDA graphs do not; the model identity (hash of the checkpoint) stands in for
         the location. The storage formats change pixels, but enter only when they
         differ from their defaults, and `sink_refresh` only when on, so libraries
         rendered before they existed keep their job ids."""
         data = asdict(self)
-        for name in ("offload", "weights_dir", "gpu_memory_gib", "weight_format", "kv_format", "compile_cache_dir"):
+        for name in (
+            "offload",
+            "weights_dir",
+            "gpu_memory_gib",
+            "weight_format",
+            "kv_format",
+            "compile_cache_dir",
+            "cuda_graphs",
+        ):
             data.pop(name)
         if not self.sink_refresh:
             data.pop("sink_refresh")

@@ -59,6 +59,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "KV_FORMAT": ("kv_format", str),
     "SINK_REFRESH": ("sink_refresh", switch),
     "COMPILE_CACHE": ("compile_cache_dir", str),
+    "CUDA_GRAPHS": ("cuda_graphs", switch),
 }
 COMPILE_CACHE_OFF = "off"
 

@@ -260,7 +260,9 @@ def test_a_corrupt_cache_file_never_fails_a_render(tiny_run, tmp_path, monkeypat
     from avatar_batch.render.liveavatar import runner as runner_module
 
     compiled_cpu = runner_module.Runtime(torch.device("cpu"), torch.float32, compile=True)
-    monkeypatch.setattr(runner_module.Runtime, "detect", classmethod(lambda cls, device=None: compiled_cpu))
+    monkeypatch.setattr(
+        runner_module.Runtime, "detect", classmethod(lambda cls, device=None, cuda_graphs=False: compiled_cpu)
+    )
     monkeypatch.setattr(runner_module, "compile_blocks", lambda dit: dit)
     folder = tmp_path / "compile"
     frames, telemetry = _render(tiny_run, folder, FakeTorch())

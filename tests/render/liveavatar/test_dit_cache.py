@@ -31,9 +31,9 @@ def read_back(kv_format: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Write `count` blocks at layer 1 of a 2-block ring; the last call's buffer (keys, values)."""
     cache = allocate_step_caches(SHAPE, GRID, 1, window_latent_frames=6, policy=CachePolicy(kv_format))[0]
     for index, (k, v) in enumerate(blocks(count)):
-        window = cache.window(3 * index, BLOCK_TOKENS)[1]
-        keys, values = torch.full((2, 1, window, 2, 8), float("nan"), dtype=torch.bfloat16)
-        cache.write_and_read_into(1, 3 * index, k, v, keys, values)
+        window = cache.window(3 * index, BLOCK_TOKENS)
+        keys, values = torch.full((2, 1, window[1], 2, 8), float("nan"), dtype=torch.bfloat16)
+        cache.write_and_read_into(1, window, k, v, keys, values)
         cache.commit(3 * index, BLOCK_TOKENS)
     return keys, values
 
@@ -63,4 +63,4 @@ def test_a_buffer_of_another_length_is_refused():
     k, v = blocks(1)[0]
     too_long = torch.empty(1, 2 * BLOCK_TOKENS, 2, 8, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="attention buffer holds 24 tokens, the window 12"):
-        cache.write_and_read_into(0, 0, k, v, too_long, too_long)
+        cache.write_and_read_into(0, cache.window(0, BLOCK_TOKENS), k, v, too_long, too_long)

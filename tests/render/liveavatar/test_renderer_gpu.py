@@ -84,3 +84,19 @@ def test_a_real_cuda_out_of_memory_is_translated_and_freed(renderer, setup, monk
     assert torch.cuda.memory_allocated() <= baseline  # caches and activations of the job are gone
     monkeypatch.undo()
     assert len(list(renderer.start(request))) == 49
+
+
+def test_later_jobs_replay_cuda_graphs_of_the_layer_pass_and_render_the_same_frames(setup):
+    """With --cuda-graphs the caches of a job stay for the next of the same size, so its waves replay."""
+    settings, request = setup
+    graphed = replace(settings, cuda_graphs=True)
+    renderer = LiveAvatarRenderer(graphed)
+    try:
+        runs = []
+        for _ in range(3):
+            stream = renderer.start(replace(request, settings=graphed))
+            runs.append((np.stack(list(stream)), stream.telemetry()))
+    finally:
+        renderer.close()
+    assert runs[2][1]["cuda_graphs"]["replayed"] > 0
+    assert np.array_equal(runs[0][0], runs[2][0])

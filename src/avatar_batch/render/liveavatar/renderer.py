@@ -124,6 +124,7 @@ class LiveAvatarStream:
             raise RuntimeError("a LiveAvatarStream can be iterated once")
         cond, self._cond = self._cond, None  # the frame generator owns it from here
         h2d_before = self._runner.host_to_device_bytes()  # streamed weights and caches of this job
+        graphs_before = self._runner.graph_counts()
         frames = self._runner.frames(cond, self._plan, self._options, self._clock, self._latents_sink)
         del cond
         try:
@@ -137,6 +138,12 @@ class LiveAvatarStream:
             frames.close()  # frees the caches and ends the VAE's device visit now, not at collection
             self._facts["peak_gpu_gib"] = peak_gpu_gib(self._runner.runtime.device)
             self._facts["h2d_gib"] = round((self._runner.host_to_device_bytes() - h2d_before) / GIB, 3)
+            graphs_after = self._runner.graph_counts()
+            if graphs_before is not None and graphs_after is not None:
+                self._facts["cuda_graphs"] = {
+                    "recorded": graphs_after.captured - graphs_before.captured,
+                    "replayed": graphs_after.replayed - graphs_before.replayed,
+                }
 
     def telemetry(self) -> dict[str, Any]:
         peak_gpu = self._facts.get("peak_gpu_gib", peak_gpu_gib(self._runner.runtime.device))
@@ -239,7 +246,8 @@ class LiveAvatarRenderer:
 
     def _runner_for_run(self) -> LiveAvatarRunner:
         if self._runner is None:
-            self._runner = LiveAvatarRunner(self._weights_dir(), Runtime.detect(self._device))
+            runtime = Runtime.detect(self._device, cuda_graphs=self.settings.cuda_graphs)
+            self._runner = LiveAvatarRunner(self._weights_dir(), runtime)
         return self._runner
 
     def start(self, request: RenderRequest) -> LiveAvatarStream:

@@ -49,6 +49,7 @@ from avatar_batch.render.liveavatar.config import DiTConfig
 from avatar_batch.render.liveavatar.dit import CausalS2VDiT
 from avatar_batch.render.liveavatar.dit.compiled import compile_blocks
 from avatar_batch.render.liveavatar.dit.rings import CopyEngine
+from avatar_batch.render.liveavatar.dit.wave_graphs import GraphCounts, WaveGraphs
 from avatar_batch.render.liveavatar.limits import ClipGeometry, check_geometry
 from avatar_batch.render.liveavatar.memory import ComponentHost, use_expandable_segments
 from avatar_batch.render.liveavatar.placement import Placement
@@ -81,14 +82,18 @@ class Runtime:
     device: torch.device
     dtype: torch.dtype
     compile: bool = False  # torch.compile the DiT blocks (dit/compiled.py)
+    cuda_graphs: bool = False  # replay each wave's layer pass as a CUDA graph when nothing streams (dit/wave_graphs.py)
 
     @classmethod
-    def detect(cls, device: str | None = None) -> Runtime:
+    def detect(cls, device: str | None = None, cuda_graphs: bool = False) -> Runtime:
         """CUDA in bf16 with compiled blocks when available (or asked for), else
-        the CPU in fp32, eager (compiling costs more than it saves on the tiny model)."""
+        the CPU in fp32, eager (compiling costs more than it saves on the tiny model);
+        CUDA graphs only when asked for, and only on CUDA."""
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         on_gpu = chosen.type == "cuda"
-        return cls(chosen, torch.bfloat16 if on_gpu else torch.float32, compile=on_gpu)
+        return cls(
+            chosen, torch.bfloat16 if on_gpu else torch.float32, compile=on_gpu, cuda_graphs=cuda_graphs and on_gpu
+        )
 
     @property
     def dtype_name(self) -> str:
@@ -174,6 +179,9 @@ class LiveAvatarRunner:
         if self.runtime.compile:
             with clock.phase("compile_setup"):  # wrapping only: graphs compile at the first call
                 compile_blocks(self.dit)
+        resident = not (placement.streams_dit or placement.streams_kv)
+        if self.runtime.cuda_graphs and device.type == "cuda" and resident:
+            self.dit.wave_graphs = WaveGraphs()
         self.host = host
         self.placement = placement
         self.load_seconds = {name: round(seconds, 3) for name, seconds in clock.seconds.items()}
@@ -183,6 +191,11 @@ class LiveAvatarRunner:
         device, helpers resident ("none") or lent ("model"); fp8 runs scaled_mm linears."""
         layers = DiTConfig.from_config_file(self.layout.config_path).num_layers
         return resident_placement(offload, precision, layers, self.runtime.device)
+
+    def graph_counts(self) -> GraphCounts | None:
+        """CUDA graphs of the layer pass recorded and replayed so far; None when off."""
+        graphs = None if self.dit is None else self.dit.wave_graphs
+        return None if graphs is None else graphs.counts()
 
     def host_to_device_bytes(self) -> int:
         """Bytes the streamed placement has copied host -> device so far (0 when resident)."""

@@ -159,33 +159,31 @@ def sample_blocks(
     call of clip 1; the step caches and the RoPE positions carry on unchanged.
     The wavefront drains at that boundary, so clip 0 reads only the old sink.
 
-    Caches live in this generator's frame only: closing it frees them."""
+    The caches are the job's (`CausalS2VDiT.job_caches`) until the generator finishes or closes."""
     geometry, schedule = plan.geometry, plan.schedule
     limit = schedule.num_steps if max_batch is None else max_batch
     if limit < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    cond_cache = dit.new_cond_cache(geometry.height_px, geometry.width_px)
-    dit.prefill_sink(cond.ref_latent, cond.motion_latents, cond.context, cond_cache)
     # The attention window is one clip of latent frames, as in the official loop.
-    step_caches = dit.new_step_caches(
-        geometry.height_px, geometry.width_px, schedule.num_steps, geometry.latent_frames_per_clip
-    )
-    total_blocks = geometry.num_clips * geometry.blocks_per_clip
-    # Distances are drawn in the plain order (block-major, then step), whatever order the calls run in.
-    drawn = list(islice(distances, total_blocks * schedule.num_steps))
-    run = _Wavefront(dit, cond, plan, drawn, step_caches, cond_cache, limit)
-    block_noise = _block_noise(noise, geometry, dit)
-    if refresh is None or geometry.num_clips == 1:
-        yield from run.blocks(range(total_blocks), block_noise)
-        return
-    first_clip = []
-    for latents in run.blocks(range(geometry.blocks_per_clip), block_noise):
-        first_clip.append(latents)
-        yield latents
-    ref_latent, motion = refresh(torch.cat(first_clip, dim=1))
-    del first_clip
-    dit.prefill_sink(ref_latent, motion, cond.context, cond_cache)
-    yield from run.blocks(range(geometry.blocks_per_clip, total_blocks), block_noise)
+    caches = dit.job_caches(geometry.height_px, geometry.width_px, schedule.num_steps, geometry.latent_frames_per_clip)
+    with caches as (cond_cache, step_caches):
+        dit.prefill_sink(cond.ref_latent, cond.motion_latents, cond.context, cond_cache)
+        total_blocks = geometry.num_clips * geometry.blocks_per_clip
+        # Distances are drawn in the plain order (block-major, then step), whatever order the calls run in.
+        drawn = list(islice(distances, total_blocks * schedule.num_steps))
+        run = _Wavefront(dit, cond, plan, drawn, step_caches, cond_cache, limit)
+        block_noise = _block_noise(noise, geometry, dit)
+        if refresh is None or geometry.num_clips == 1:
+            yield from run.blocks(range(total_blocks), block_noise)
+            return
+        first_clip = []
+        for latents in run.blocks(range(geometry.blocks_per_clip), block_noise):
+            first_clip.append(latents)
+            yield latents
+        ref_latent, motion = refresh(torch.cat(first_clip, dim=1))
+        del first_clip
+        dit.prefill_sink(ref_latent, motion, cond.context, cond_cache)
+        yield from run.blocks(range(geometry.blocks_per_clip, total_blocks), block_noise)
 
 
 @dataclass

@@ -144,6 +144,21 @@ class CondCache:
     def is_filled(self) -> bool:
         return self.positions is not None
 
+    def reset(self) -> None:
+        """Empty, for another job: the tensors stay where they are (CUDA graphs read them there)."""
+        self.length_tokens, self.positions, self.ref_tokens, self.modulation = 0, None, 0, {}
+
+    def keep_text(self, layer: int, kv: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Layer `layer`'s text keys and values, written over the previous ones in place
+        when there are some (a refreshed sink or another job), else appended."""
+        if layer < len(self.text):
+            for kept, new in zip(self.text[layer], kv):
+                kept.copy_(new)
+        elif layer == len(self.text):
+            self.text.append(kv)
+        else:
+            raise ValueError(f"text keys of layer {layer} before those of layer {len(self.text)}")
+
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         length = k.shape[1]
         if length > self.capacity_tokens:
@@ -172,6 +187,10 @@ class StepCache:
     def capacity_tokens(self) -> int:
         return self.keys[0].shape[1]
 
+    def reset(self) -> None:
+        """Empty, for another job (reads never reach past what the job wrote)."""
+        self.written_tokens = 0
+
     def window(self, first_frame: int, block_tokens: int) -> tuple[int, int]:
         """(ring start of the block, number of ring slots its attention reads).
 
@@ -190,13 +209,21 @@ class StepCache:
         return start, start + block_tokens
 
     def write_and_read_into(
-        self, layer: int, first_frame: int, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+        self,
+        layer: int,
+        window: tuple[int, int],
+        k: torch.Tensor,
+        v: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
     ) -> None:
         """Store this block's rotated k and v at its ring slot, and copy the keys and values
         to attend to into `keys` and `values` (1, window, H, D), the front of the caller's
-        attention buffer. An fp8 cache dequantises straight into them: a dequantised copy
-        per call would add two ring-sized tensors per call of the batch to the peak."""
-        slot, active = self.window(first_frame, k.shape[1])
+        attention buffer. `window` is what `window` gave for the block: the caller checks
+        once per call, not once per layer, and the layers then depend on these two ints only.
+        An fp8 cache dequantises straight into the buffer: a dequantised copy per call
+        would add two ring-sized tensors per call of the batch to the peak."""
+        slot, active = window
         if keys.shape[1] != active or values.shape[1] != active:
             raise ValueError(f"the attention buffer holds {keys.shape[1]} tokens, the window {active}")
         end = slot + k.shape[1]

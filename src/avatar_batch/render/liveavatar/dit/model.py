@@ -27,8 +27,9 @@ sampling loops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,7 @@ from avatar_batch.render.liveavatar.dit.rope import (
     rope_multipliers,
 )
 from avatar_batch.render.liveavatar.dit.upload import to_device
+from avatar_batch.render.liveavatar.dit.wave_graphs import WaveGraphs, layout
 
 # The sink's reference latent sits at time position 30 at prefill (docs/model.md §2.5).
 SINK_REF_TIME = 30
@@ -123,19 +125,38 @@ def rolled_reference_time(first_frame: int, sink_distance: int) -> int:
 
 @dataclass
 class _Batch:
-    """One batch of a wave between the layers (`CausalS2VDiT.denoise_wave`); x advances layer by layer."""
+    """One batch of a wave between the layers (`CausalS2VDiT.denoise_wave`)."""
 
-    x: torch.Tensor
+    x: torch.Tensor  # (1, B * tokens, dim) the tokens entering the first layer
     e: torch.Tensor
     e0: torch.Tensor
     audio_global: torch.Tensor
     audio_local: torch.Tensor
-    attend_of: Callable[[int], SelfAttend]
     rope: RopeMultipliers  # of the batch's noisy tokens, applied inside the blocks
+    sink_ropes: list[RopeMultipliers]  # the sink's, per call (its reference time rolls with the block)
     calls: list[tuple[StepCache, int]]  # (step cache, first latent frame) per block
+    windows: list[tuple[int, int]]  # per block: its ring slot and the ring tokens it reads (`StepCache.window`)
     grid: TokenGrid
     frames: int
     tokens: int  # per block
+
+    def layer_inputs(self) -> list[torch.Tensor]:
+        """The tensors the layers read besides the caches and weights (`with_layer_inputs` inverts)."""
+        ropes = [self.rope, *self.sink_ropes]
+        return [self.x, self.e0, self.audio_global, self.audio_local] + [t for r in ropes for t in (r.cos, r.sin)]
+
+    def with_layer_inputs(self, tensors: Sequence[torch.Tensor]) -> _Batch:
+        x, e0, audio_global, audio_local, *rope_parts = tensors
+        ropes = [RopeMultipliers(cos, sin) for cos, sin in zip(rope_parts[::2], rope_parts[1::2])]
+        return replace(
+            self, x=x, e0=e0, audio_global=audio_global, audio_local=audio_local, rope=ropes[0], sink_ropes=ropes[1:]
+        )
+
+    def signature(self) -> tuple[object, ...]:
+        """What the layers' kernels depend on besides tensor contents: each call's cache,
+        ring slot and window, and the inputs' layouts (`wave_graphs.py`)."""
+        caches = tuple(id(cache) for cache, _ in self.calls)
+        return caches, tuple(self.windows), tuple(layout(t) for t in self.layer_inputs())
 
 
 class CausalS2VDiT(nn.Module):
@@ -172,6 +193,11 @@ class CausalS2VDiT(nn.Module):
         # memory through a ring of device slots, and how the caches are stored.
         self.weight_ring: LayerRing | None = None
         self.cache_policy = CachePolicy()
+        # CUDA graphs of the layer pass (`dit/wave_graphs.py`), set by the runner when
+        # everything is resident; the caches of the last size are then kept for the next
+        # job (`job_caches`), so the graphs, which read them where they are, outlive jobs.
+        self.wave_graphs: WaveGraphs | None = None
+        self._kept_caches: dict[tuple[int, ...], tuple[CondCache, list[StepCache]]] = {}
 
     # --- properties and cache allocation ------------------------------------------
 
@@ -195,6 +221,30 @@ class CausalS2VDiT(nn.Module):
     ) -> list[StepCache]:
         grid = TokenGrid.from_pixels(height_px, width_px)
         return allocate_step_caches(self.cache_shape(), grid, num_steps, window_latent_frames, self.cache_policy)
+
+    @contextmanager
+    def job_caches(
+        self, height_px: int, width_px: int, num_steps: int, window_latent_frames: int = DEFAULT_WINDOW_LATENT_FRAMES
+    ) -> Iterator[tuple[CondCache, list[StepCache]]]:
+        """A job's cond cache and step caches, empty. With CUDA graphs on, the last job's
+        caches of the same size are handed out again (never to two jobs at once) and kept after."""
+        key = (height_px, width_px, num_steps, window_latent_frames)
+        kept = self._kept_caches.pop(key, None) if self.wave_graphs is not None else None
+        if kept is None:
+            if self.wave_graphs is not None:  # drop the caches of another size, and the graphs holding them
+                self._kept_caches.clear()
+                self.wave_graphs.clear()
+            cond = self.new_cond_cache(height_px, width_px)
+            kept = cond, self.new_step_caches(height_px, width_px, num_steps, window_latent_frames)
+        else:
+            kept[0].reset()
+            for step_cache in kept[1]:
+                step_cache.reset()
+        try:
+            yield kept
+        finally:  # a job's frames are closed once the last is taken, before its sampler returns
+            if self.wave_graphs is not None:
+                self._kept_caches = {key: kept}  # one size only: the memory of one job's caches
 
     # --- entry points -------------------------------------------------------------
 
@@ -228,10 +278,9 @@ class CausalS2VDiT(nn.Module):
         )
         rope = self._rope(positions)
         _, _, e0_zero = self._time_conditioning(0.0, LATENT_FRAMES_PER_BLOCK)
-        cond_cache.text = []
         for layer in self._layer_pass(plan_cache_passes([], 0, cond_cache, prefill=True)):
             block: DiTBlock = self.blocks[layer]  # type: ignore[assignment]  # ModuleList items are Modules
-            cond_cache.text.append(block.text_keys_values(context))
+            cond_cache.keep_text(layer, block.text_keys_values(context))
             x = block(x, e0_zero[:1], cond_cache.text[layer], self._prefill_attend(layer, rope, cond_cache))
         cond_cache.length_tokens = x.shape[1]
         cond_cache.positions = positions
@@ -273,18 +322,42 @@ class CausalS2VDiT(nn.Module):
             raise ValueError("the batches of one wave need distinct step caches")
         prepared = [self._prepared(blocks, step_caches, cond_cache) for blocks, step_caches in batches]
         calls = [call for batch in prepared for call in batch.calls]
-        tokens = prepared[0].tokens if prepared else 0
-        # The layers, each writing the blocks into their step caches; audio after the injection layers.
-        for layer in self._layer_pass(plan_cache_passes(calls, tokens, cond_cache)):
-            for batch in prepared:
-                batch.x = self.blocks[layer](
-                    batch.x, batch.e0, cond_cache.text[layer], batch.attend_of(layer), batch.rope
-                )
+        rings = plan_cache_passes(calls, prepared[0].tokens if prepared else 0, cond_cache)
+        if self.wave_graphs is None or rings or self.weight_ring is not None:
+            outputs = self._layers(prepared, cond_cache, rings)
+        else:  # everything resident: the pass can replay as a CUDA graph
+            outputs = self._graphed_layers(prepared, cond_cache)
+        return [self._velocities(replace(batch, x=x)) for batch, x in zip(prepared, outputs)]
+
+    def _layers(self, prepared: Sequence[_Batch], cond_cache: CondCache, rings: list) -> list[torch.Tensor]:
+        """Each batch's tokens after every layer, each layer writing the blocks into their step caches;
+        audio after the injection layers."""
+        xs = [batch.x for batch in prepared]
+        for layer in self._layer_pass(rings):
+            for i, batch in enumerate(prepared):
+                attend = self._denoise_attention(batch, layer, cond_cache)
+                xs[i] = self.blocks[layer](xs[i], batch.e0, cond_cache.text[layer], attend, batch.rope)
                 if layer in self._injector_of_layer:
-                    batch.x = self.audio_injector.inject(
-                        self._injector_of_layer[layer], batch.x, batch.audio_global, batch.audio_local
+                    xs[i] = self.audio_injector.inject(
+                        self._injector_of_layer[layer], xs[i], batch.audio_global, batch.audio_local
                     )
-        return [self._velocities(batch) for batch in prepared]
+        return xs
+
+    def _graphed_layers(self, prepared: Sequence[_Batch], cond_cache: CondCache) -> list[torch.Tensor]:
+        """`_layers` through `self.wave_graphs`: the same kernels, replayed once the wave's signature recurs."""
+        assert self.wave_graphs is not None
+        counts = [len(batch.layer_inputs()) for batch in prepared]
+        text = tuple(t.data_ptr() for kv in cond_cache.text for t in kv)  # re-made by a prefill unless reused
+        key = (tuple(batch.signature() for batch in prepared), cond_cache.length_tokens, text)
+        owners = [cond_cache, *(cache for batch in prepared for cache, _ in batch.calls)]
+
+        def body(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+            starts = [sum(counts[:i]) for i in range(len(counts))]
+            batches = [b.with_layer_inputs(tensors[s : s + n]) for b, s, n in zip(prepared, starts, counts)]
+            return self._layers(batches, cond_cache, [])
+
+        inputs = [t for batch in prepared for t in batch.layer_inputs()]
+        return self.wave_graphs.run(key, owners, inputs, body)
 
     def _prepared(
         self, blocks: Sequence[BlockInputs], step_caches: Sequence[StepCache], cond_cache: CondCache
@@ -298,7 +371,8 @@ class CausalS2VDiT(nn.Module):
         for block, cache in zip(blocks, step_caches):
             self._check_block(block, grid, cache, cond_cache)
         tokens = frames * grid.tokens_per_frame
-        if len({cache.window(b.first_frame, tokens)[1] for b, cache in zip(blocks, step_caches)}) != 1:
+        windows = [cache.window(b.first_frame, tokens) for b, cache in zip(blocks, step_caches)]
+        if len({active for _, active in windows}) != 1:
             raise ValueError("a batch of denoising calls must read equally long cache windows")
         # 1. Conditioning: per-frame audio tokens, noisy tokens (+ pose), timestep modulation.
         audio_global, audio_local = self._encode_audio([b.audio for b in blocks], frames)
@@ -308,9 +382,8 @@ class CausalS2VDiT(nn.Module):
         rope = self._rope(torch.cat([block_positions(b.first_frame, frames, grid.height, grid.width) for b in blocks]))
         # One sink rotation per call: the same shape as the prefill's, so one compiled graph serves all.
         sink_ropes = [self._rope(self._sink_positions(b, cond_cache)) for b in blocks]
-        attend_of = self._denoise_attention(blocks, sink_ropes, step_caches, cond_cache)
         calls = [(cache, block.first_frame) for block, cache in zip(blocks, step_caches)]
-        return _Batch(x, e, e0, audio_global, audio_local, attend_of, rope, calls, grid, frames, tokens)
+        return _Batch(x, e, e0, audio_global, audio_local, rope, sink_ropes, calls, windows, grid, frames, tokens)
 
     def _velocities(self, batch: _Batch) -> torch.Tensor:
         """Commit the batch's blocks to their caches; (B, C, F, h, w) from the head, block by block."""
@@ -340,42 +413,31 @@ class CausalS2VDiT(nn.Module):
 
         return torch.compiler.disable(attend)
 
-    def _denoise_attention(
-        self,
-        blocks: Sequence[BlockInputs],
-        sink_ropes: Sequence[RopeMultipliers],
-        step_caches: Sequence[StepCache],
-        cond_cache: CondCache,
-    ) -> Callable[[int], SelfAttend]:
-        """layer -> the self-attention of the batch: each block (q and k rotated by the
+    def _denoise_attention(self, batch: _Batch, layer: int, cond_cache: CondCache) -> SelfAttend:
+        """The self-attention of the batch at `layer`: each block (q and k rotated by the
         block) attends to its own step cache's ring plus the sink rotated for it."""
-        count = len(blocks)
+        count = len(batch.calls)
 
-        def attend_in(layer: int) -> SelfAttend:
-            def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                q = q.unflatten(1, (count, -1)).flatten(0, 1)  # (B, L, H, D)
-                k = k.unflatten(1, (count, -1)).flatten(0, 1)
-                v = v.unflatten(1, (count, -1)).flatten(0, 1)
-                cond_k, cond_v = cond_cache.read(layer)
-                # The calls of a batch read windows of one length (sampler.py `_batches`).
-                ring_len, sink_len = step_caches[0].window(blocks[0].first_frame, k.shape[1])[1], cond_k.shape[1]
-                # One (B, ring + sink) buffer per tensor, filled in place: the keys of
-                # one call are its ring followed by the sink, as in the official order.
-                keys = k.new_empty(count, ring_len + sink_len, *k.shape[2:])
-                values = torch.empty_like(keys)
-                for i, (block, cache) in enumerate(zip(blocks, step_caches)):
-                    ring = slice(i, i + 1), slice(0, ring_len)
-                    cache.write_and_read_into(
-                        layer, block.first_frame, k[i : i + 1], v[i : i + 1], keys[ring], values[ring]
-                    )
-                for i, sink_rope in enumerate(sink_ropes):
-                    keys[i : i + 1, ring_len:] = self.rotate(cond_k, sink_rope)
-                values[:, ring_len:] = cond_v
-                return sdpa(q, keys, values).flatten(0, 1)[None]
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            q = q.unflatten(1, (count, -1)).flatten(0, 1)  # (B, L, H, D)
+            k = k.unflatten(1, (count, -1)).flatten(0, 1)
+            v = v.unflatten(1, (count, -1)).flatten(0, 1)
+            cond_k, cond_v = cond_cache.read(layer)
+            # The calls of a batch read windows of one length (sampler.py `_batches`).
+            ring_len, sink_len = batch.windows[0][1], cond_k.shape[1]
+            # One (B, ring + sink) buffer per tensor, filled in place: the keys of
+            # one call are its ring followed by the sink, as in the official order.
+            keys = k.new_empty(count, ring_len + sink_len, *k.shape[2:])
+            values = torch.empty_like(keys)
+            for i, ((cache, _), window) in enumerate(zip(batch.calls, batch.windows)):
+                ring = slice(i, i + 1), slice(0, ring_len)
+                cache.write_and_read_into(layer, window, k[i : i + 1], v[i : i + 1], keys[ring], values[ring])
+            for i, sink_rope in enumerate(batch.sink_ropes):
+                keys[i : i + 1, ring_len:] = self.rotate(cond_k, sink_rope)
+            values[:, ring_len:] = cond_v
+            return sdpa(q, keys, values).flatten(0, 1)[None]
 
-            return torch.compiler.disable(attend)
-
-        return attend_in
+        return torch.compiler.disable(attend)
 
     # --- helpers --------------------------------------------------------------------
 
