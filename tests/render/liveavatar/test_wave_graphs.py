@@ -50,12 +50,12 @@ def test_a_signature_runs_eager_first_then_is_recorded_once_and_replayed():
     first = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
     out = graphs.run("wave", [owner], first, doubled(calls))
     assert calls[0][0] is first[0]  # eager: the caller's own tensors
-    assert graphs.counts().captured == 0
+    assert graphs.counts().recorded == 0
     for value in (5.0, 7.0):
         new = [torch.tensor([value, 1.0]), torch.tensor([4.0])]
         out = graphs.run("wave", [owner], new, doubled(calls))
         assert torch.equal(out[0], new[0] * 2) and torch.equal(out[1], new[1] + new[0])
-    assert graphs.counts().captured == 1 and graphs.counts().replayed == 2
+    assert graphs.counts().recorded == 1 and graphs.counts().replayed == 2
     assert all(c[0] is calls[1][0] for c in calls[1:])  # every replay reads the static buffers
 
 
@@ -102,7 +102,7 @@ def test_replayed_waves_give_the_latents_of_the_plain_run(dit):
     finally:
         dit.wave_graphs, dit._kept_caches = None, {}
     waves_per_job = len(plain[0]) + 3 - 1  # blocks + steps - 1
-    assert 0 < graphs.counts().captured <= waves_per_job
+    assert 0 < graphs.counts().recorded <= waves_per_job
     assert graphs.counts().replayed >= 2 * waves_per_job  # every wave of the later jobs
     for plain_job, graphed_job in zip(plain, graphed):
         for a, b in zip(plain_job, graphed_job, strict=True):

@@ -141,7 +141,7 @@ class LiveAvatarStream:
             graphs_after = self._runner.graph_counts()
             if graphs_before is not None and graphs_after is not None:
                 self._facts["cuda_graphs"] = {
-                    "recorded": graphs_after.captured - graphs_before.captured,
+                    "recorded": graphs_after.recorded - graphs_before.recorded,
                     "replayed": graphs_after.replayed - graphs_before.replayed,
                 }
 

@@ -347,12 +347,12 @@ class CausalS2VDiT(nn.Module):
         """`_layers` through `self.wave_graphs`: the same kernels, replayed once the wave's signature recurs."""
         assert self.wave_graphs is not None
         counts = [len(batch.layer_inputs()) for batch in prepared]
-        text = tuple(t.data_ptr() for kv in cond_cache.text for t in kv)  # re-made by a prefill unless reused
-        key = (tuple(batch.signature() for batch in prepared), cond_cache.length_tokens, text)
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        # The sink's keys and values and the text's are written in place (`CondCache.keep_text`).
+        key = (tuple(batch.signature() for batch in prepared), id(cond_cache), cond_cache.length_tokens)
         owners = [cond_cache, *(cache for batch in prepared for cache, _ in batch.calls)]
 
         def body(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-            starts = [sum(counts[:i]) for i in range(len(counts))]
             batches = [b.with_layer_inputs(tensors[s : s + n]) for b, s, n in zip(prepared, starts, counts)]
             return self._layers(batches, cond_cache, [])
 

@@ -86,9 +86,9 @@ class _Captured:
 
 @dataclass(frozen=True)
 class GraphCounts:
-    """For telemetry: signatures captured and graph replays so far."""
+    """For telemetry: graphs recorded (one per signature) and replayed so far."""
 
-    captured: int
+    recorded: int
     replayed: int
 
 
@@ -98,11 +98,11 @@ class WaveGraphs:
         self._seen: dict[Hashable, list[Layout]] = {}  # key -> the outputs' layouts
         self._graphs: dict[Hashable, _Captured] = {}
         self._buffers: dict[tuple[Hashable, ...], torch.Tensor] = {}
-        self.captured = 0
+        self.recorded = 0
         self.replayed = 0
 
     def counts(self) -> GraphCounts:
-        return GraphCounts(self.captured, self.replayed)
+        return GraphCounts(self.recorded, self.replayed)
 
     def clear(self) -> None:
         """Drop every graph and buffer (their pool memory returns once nothing refers to it)."""
@@ -142,7 +142,7 @@ class WaveGraphs:
 
         captured = _Captured(self._capture(recorded), static_in, static_out, tuple(owners))
         self._graphs[key] = captured
-        self.captured += 1
+        self.recorded += 1
         return captured
 
     def _buffer(self, role: str, index: int, kept: Layout, device: torch.device) -> torch.Tensor:
